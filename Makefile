@@ -1,0 +1,37 @@
+# The two set-up commands (see README.md). Each does all of its own set-up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP_DEMO := $(VENV)/.odkit-installed
+STAMP_DEV  := $(VENV)/.odkit-dev-installed
+
+.PHONY: demo test lint protos bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP_DEMO): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@ $(STAMP_DEMO)
+
+demo: $(STAMP_DEMO)
+	$(BIN)/odkit demo $(DEMO_ARGS)
+
+test: $(STAMP_DEV)
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/python tools/gen_protos.py --check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check src tests benchmarks tools
+
+protos: $(STAMP_DEV)
+	$(BIN)/python tools/gen_protos.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

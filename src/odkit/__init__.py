@@ -1,0 +1,25 @@
+"""odkit: the TensorFlow Object Detection API workflow on PyTorch, without TensorFlow.
+
+Heavy submodules (torch) are imported lazily so that `odkit predict` and
+``odkit.Detector`` work with only onnxruntime, numpy and Pillow installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "train", "Detector"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "train":
+        from odkit.training.api import train
+
+        return train
+    if name == "Detector":
+        from odkit.inference.detector import Detector
+
+        return Detector
+    raise AttributeError(f"module 'odkit' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from odkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ODKIT_SHARED_DIR", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (real TF OD API files and datasets); tests using it skip cleanly when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED} (set ODKIT_SHARED_DIR)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def compat_dir(shared_dir: Path) -> Path:
+    d = shared_dir / "compat"
+    if not d.is_dir():
+        pytest.skip(f"{d} not found")
+    return d
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _limit_threads() -> None:
+    try:
+        import torch
+    except ImportError:  # the infer-only subprocess tests run without torch
+        return
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
