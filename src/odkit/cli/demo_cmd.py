@@ -1,15 +1,32 @@
-"""odkit CLI: placeholder until the owning module lands."""
+"""`odkit demo`: the reference workflow end to end (see odkit.demo)."""
 
 from __future__ import annotations
 
 import argparse
 
-from odkit.cli.common import not_implemented
-
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
-    p.set_defaults(command=command)
+    p.add_argument("--data_dir", help="a real Oxford-IIIT Pet folder (odkit download pets); default: built-in data")
+    p.add_argument("--workdir", default="odkit_demo", help="where everything is written (default: ./odkit_demo)")
+    p.add_argument("--config", default=None, help="a config name from odkit's configs/ or a path to a .config file")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the config's num_steps)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--images_per_class", type=int, default=60, help="built-in data: trainval images per class")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--fresh", action="store_true", help="delete the workdir first")
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented(args.command)
+    from odkit.demo import DEFAULT_CONFIG, run_demo
+
+    run_demo(
+        workdir=args.workdir,
+        data_dir=args.data_dir,
+        config=args.config or DEFAULT_CONFIG,
+        steps=args.steps,
+        seed=args.seed,
+        images_per_class=args.images_per_class,
+        device=args.device,
+        fresh=args.fresh,
+    )
+    return 0
