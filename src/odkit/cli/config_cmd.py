@@ -1,15 +1,111 @@
-"""odkit CLI: placeholder until the owning module lands."""
+"""`odkit config validate|show|diff|check`: pipeline.config tooling (no torch needed).
+
+validate PATH...      parse each file (exit 0 when all parse, 2 otherwise)
+show PATH             canonical text after --override / --config_override
+diff A B              field-level differences as dotted paths (exit 0 same, 1 different)
+check PATH [--json]   set fields odkit does not honour (exit 0 none, 3 some)
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
-from odkit.cli.common import not_implemented
+EXIT_UNSUPPORTED = 3
+
+
+def _add_override_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="override one field by dotted path, e.g. train_config.batch_size=8 (repeatable)",
+    )
+    p.add_argument(
+        "--config_override",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="text-format pipeline snippet merged over the file (repeatable)",
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.set_defaults(command=command)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    v = sub.add_parser("validate", help="parse pipeline.config files; report the first error of each")
+    v.add_argument("paths", nargs="+", metavar="PATH")
+    _add_override_flags(v)
+
+    s = sub.add_parser("show", help="print the config in canonical text format")
+    s.add_argument("path", metavar="PATH")
+    _add_override_flags(s)
+
+    d = sub.add_parser("diff", help="field-level differences between two configs")
+    d.add_argument("a", metavar="A")
+    d.add_argument("b", metavar="B")
+
+    c = sub.add_parser("check", help="list set fields that odkit does not honour")
+    c.add_argument("path", metavar="PATH")
+    c.add_argument("--json", action="store_true", help='print {"unsupported": [{"path", "value", "reason"}]}')
+    _add_override_flags(c)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from odkit.config import load_with_notes
+    from odkit.errors import OdkitError
+
+    failed = 0
+    for path in args.paths:
+        try:
+            _, notes = load_with_notes(path, args.override, args.config_override)
+        except OdkitError as exc:
+            failed += 1
+            print(f"odkit config: error: {exc.one_line()}", file=sys.stderr)
+            continue
+        for note in notes:
+            print(f"odkit config: note: {note}", file=sys.stderr)
+        print(f"{path}: OK")
+    return 2 if failed else 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from odkit.config import load_with_notes, to_text
+
+    config, notes = load_with_notes(args.path, args.override, args.config_override)
+    for note in notes:
+        print(f"odkit config: note: {note}", file=sys.stderr)
+    sys.stdout.write(to_text(config))
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from odkit.config import diff, load
+
+    differences = diff(load(args.a), load(args.b))
+    for d in differences:
+        print(d)
+    return 1 if differences else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from odkit.config import check, load
+
+    problems = check(load(args.path, args.override, args.config_override))
+    if args.json:
+        print(json.dumps({"unsupported": [p.to_dict() for p in problems]}, indent=2))
+    elif problems:
+        for p in problems:
+            print(p)
+        print(f"{len(problems)} set field(s) not honoured by odkit", file=sys.stderr)
+    else:
+        print(f"{args.path}: every set field is honoured by odkit")
+    return EXIT_UNSUPPORTED if problems else 0
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented(args.command)
+    actions = {"validate": _validate, "show": _show, "diff": _diff, "check": _check}
+    return actions[args.action](args)

@@ -1,0 +1,127 @@
+"""COCO instances JSON + image folder -> sharded TFRecords.
+
+``bbox`` is ``[x, y, width, height]`` in pixels; ``iscrowd`` is written as ``image/object/is_crowd``
+(as TF's create_coco_tf_record.py). The class of a box is its category's name, or with ``class_key`` the
+image entry's field of that name (e.g. ``breed`` for a single-category file that tags images).
+Images without annotations are written with no boxes. ``image/filename`` is the JSON's ``file_name``,
+``image/source_id`` the image id (as TF's converter).
+Label map when none is given: with ``class_key``, the sorted names (ids 1..N); otherwise the categories,
+keeping COCO ids when they are all >= 1, else renumbered 1..N in id order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from odkit.data.converters.common import (
+    Log,
+    SourceImage,
+    SourceObject,
+    Summary,
+    derive_label_map,
+    safe_join,
+    stderr_log,
+    write_dataset,
+)
+from odkit.data.label_map import LabelMap, load_label_map
+from odkit.errors import DataError
+
+
+def _load_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError as exc:
+        raise DataError("COCO annotations file not found", where=path) from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"malformed JSON ({exc.msg})", where=f"{path}:{exc.lineno}:{exc.colno}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError("annotations file is not UTF-8 text", where=path) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DataError("not a COCO instances file (no 'images' list)", where=path)
+    return data
+
+
+def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = None
+                 ) -> tuple[list[SourceImage], list[tuple[int, str]]]:
+    """SourceImages in the order of the JSON's images, and the (id, name) categories."""
+    data = _load_json(annotations_file)
+    cats: list[tuple[int, str]] = []
+    cat_names: dict[int, str] = {}
+    for c in data.get("categories", []) or []:
+        try:
+            cats.append((int(c["id"]), str(c["name"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"bad category entry {c!r}", where=annotations_file) from exc
+        cat_names[cats[-1][0]] = cats[-1][1]
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for a in data.get("annotations", []) or []:
+        if not isinstance(a, dict) or "image_id" not in a:
+            raise DataError(f"annotation without image_id: {str(a)[:80]}", where=annotations_file)
+        by_image.setdefault(a["image_id"], []).append(a)
+    out = []
+    for img in data["images"]:
+        if not isinstance(img, dict) or "file_name" not in img or "id" not in img:
+            raise DataError(f"image entry without id / file_name: {str(img)[:80]}", where=annotations_file)
+        where = f"{annotations_file}:image id {img['id']}"
+        file_name = str(img["file_name"])
+        path = safe_join(image_dir, file_name, where=where)
+        objects = []
+        for a in by_image.get(img["id"], []):
+            bbox = a.get("bbox")
+            if not isinstance(bbox, list) or len(bbox) != 4:
+                raise DataError(f"annotation {a.get('id')} has bbox {bbox!r}, expected [x, y, w, h]", where=where)
+            try:
+                x, y, w, h = (float(v) for v in bbox)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"annotation {a.get('id')} has a non-numeric bbox {bbox!r}", where=where) from exc
+            if class_key:
+                if class_key not in img:
+                    raise DataError(f"image entry has no {class_key!r} field (--class_key)", where=where)
+                name = str(img[class_key])
+            else:
+                cid = a.get("category_id")
+                if cid not in cat_names:
+                    raise DataError(f"annotation {a.get('id')} has unknown category_id {cid!r}", where=where)
+                name = cat_names[cid]
+            objects.append(SourceObject(name=name, xmin=x, ymin=y, xmax=x + w, ymax=y + h,
+                                        is_crowd=int(bool(a.get("iscrowd", 0)))))
+        out.append(SourceImage(path=path, filename=file_name, source_id=str(img["id"]), where=where,
+                               width=int(img["width"]) if img.get("width") else None,
+                               height=int(img["height"]) if img.get("height") else None, objects=objects))
+    return out, cats
+
+
+def coco_label_map(cats: list[tuple[int, str]]) -> LabelMap:
+    cats = sorted(cats)
+    if cats and all(i >= 1 for i, _ in cats) and len({i for i, _ in cats}) == len(cats):
+        return LabelMap(ids=tuple(i for i, _ in cats), names=tuple(n for _, n in cats),
+                        display_names=tuple(n for _, n in cats))
+    return LabelMap.from_names(dict.fromkeys(n for _, n in cats))
+
+
+def create_coco_tfrecord(
+    annotations_file: str, image_dir: str, output_path: str, *, label_map_path: str | None = None,
+    class_key: str | None = None, num_shards: int = 1, val_fraction: float = 0.0, seed: int = 42,
+    label_map_output_path: str | None = None, log: Log | None = stderr_log,
+) -> Summary:
+    if not os.path.isdir(image_dir):
+        raise DataError("image folder not found", where=image_dir)
+    images, cats = collect_coco(annotations_file, image_dir, class_key)
+    if label_map_path:
+        label_map: LabelMap | None = load_label_map(label_map_path)
+    elif class_key or not cats:
+        label_map = derive_label_map(images)
+    else:
+        label_map = coco_label_map(cats)
+    summary = write_dataset(images, output_path=output_path, label_map=label_map, num_shards=num_shards,
+                            val_fraction=val_fraction, seed=seed, log=log)
+    if not label_map_path:
+        from odkit.data.label_map import write_label_map
+
+        out = label_map_output_path or os.path.join(os.path.dirname(os.path.abspath(output_path)), "label_map.pbtxt")
+        write_label_map(label_map, out)  # type: ignore[arg-type]
+        summary.label_map_path = out
+    return summary

@@ -1,0 +1,334 @@
+"""Shared pieces of the dataset converters: summary, safe paths, image preparation, box clean-up, writing.
+
+Messy inputs are handled on purpose and counted in the Summary:
+
+* an image whose bytes are JPEG or PNG is kept byte for byte, ``image/format`` set to its TRUE format
+  (a ``.jpg`` that is really a PNG is written as ``png``, counted ``format_mismatch``);
+* any other format (GIF, BMP, WebP, TIFF) or pixel mode (CMYK, 16-bit, ...) is re-encoded to RGB JPEG
+  (quality 95), ``image/format`` ``jpeg``, counted ``reencoded``; grayscale / RGBA / palette JPEG or PNG
+  are kept (the decoders return RGB);
+* corrupt or truncated images are skipped (``corrupt_image``), missing ones too (``missing_image``);
+* boxes are clipped to the image (``boxes_clipped``), zero-area boxes dropped (``boxes_dropped_zero_area``),
+  boxes of classes not in the label map dropped (``boxes_unknown_class``);
+* an annotation naming a file outside the data folder raises DataError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from odkit.data.example import encode_detection_example
+from odkit.data.image_io import encode_jpeg, image_info, pil_to_rgb, sniff_format
+from odkit.data.label_map import LabelMap, write_label_map
+from odkit.data.tfrecord import ShardedWriter, shard_name
+from odkit.errors import DataError
+
+KEEP_MODES = {"RGB", "L", "RGBA", "LA", "P", "1"}
+Log = Callable[[str], None]
+
+
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class SplitSummary:
+    name: str
+    pattern: str
+    examples: int = 0
+    boxes: int = 0
+    shard_counts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    """What a converter wrote and skipped (and why)."""
+
+    splits: dict[str, SplitSummary] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+    label_map_path: str | None = None
+    num_classes: int = 0
+
+    @property
+    def written(self) -> int:
+        return sum(s.examples for s in self.splits.values())
+
+    def skip(self, reason: str, detail: str, log: Log | None = None) -> None:
+        self.skipped[reason] += 1
+        self.warn(f"skipped ({reason}): {detail}", log)
+
+    def warn(self, msg: str, log: Log | None = None) -> None:
+        self.warnings.append(msg)
+        if log is not None and len(self.warnings) <= 20:
+            log(f"warning: {msg}")
+        elif log is not None and len(self.warnings) == 21:
+            log("warning: (more warnings not shown; see the summary counts)")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "written": self.written,
+            "splits": {k: {"pattern": s.pattern, "examples": s.examples, "boxes": s.boxes,
+                           "shard_counts": s.shard_counts} for k, s in self.splits.items()},
+            "skipped": dict(self.skipped),
+            "notes": dict(self.notes),
+            "label_map_path": self.label_map_path,
+            "num_classes": self.num_classes,
+        }
+
+    def format(self) -> str:
+        lines = []
+        for s in self.splits.values():
+            lines.append(f"{s.name}: wrote {s.examples} examples ({s.boxes} boxes) to {s.pattern}")
+        if self.skipped:
+            lines.append("skipped: " + ", ".join(f"{v} {k}" for k, v in sorted(self.skipped.items())))
+        else:
+            lines.append("skipped: none")
+        if self.notes:
+            lines.append("notes: " + ", ".join(f"{v} {k}" for k, v in sorted(self.notes.items())))
+        if self.label_map_path:
+            lines.append(f"label map: {self.label_map_path} ({self.num_classes} classes)")
+        return "\n".join(lines)
+
+
+def safe_join(base: str, name: str, where: str) -> str:
+    """``base/name``; DataError if ``name`` is absolute or escapes ``base`` (``..``, symlinks)."""
+    if not name.strip():
+        raise DataError("empty image file name", where=where)
+    if os.path.isabs(name) or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise DataError(f"image file name {name!r} is an absolute path; it must be relative to the data folder",
+                        where=where)
+    base_real = os.path.realpath(base)
+    full = os.path.realpath(os.path.join(base_real, name))
+    if os.path.commonpath([base_real, full]) != base_real:
+        raise DataError(f"image file name {name!r} escapes the data folder {base}", where=where,
+                        hint="annotation file names must stay inside the image folder")
+    return os.path.join(base, name)
+
+
+@dataclass
+class PreparedImage:
+    data: bytes
+    format: str
+    height: int
+    width: int
+    sha256: str
+
+
+def prepare_image(path: str, summary: Summary, where: str | None = None) -> PreparedImage:
+    """Read an image file and apply the format policy (see module docstring). Raises DataError if unreadable."""
+    where = where or path
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError as exc:
+        raise DataError("image file not found", where=where) from exc
+    except OSError as exc:
+        raise DataError(f"cannot read image ({exc.strerror})", where=where) from exc
+    if not data:
+        raise DataError("image file is empty", where=where)
+    info = image_info(data, where=where, check=True)
+    fmt = sniff_format(data) or info["format"]
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    ext_fmt = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "bmp": "bmp", "webp": "webp"}.get(ext)
+    if ext_fmt and ext_fmt != fmt:
+        summary.notes["format_mismatch"] += 1
+        summary.warn(f"{where}: file is {fmt.upper()} although named .{ext}")
+    if info["mode"] == "L" or info["mode"] == "1":
+        summary.notes["grayscale"] += 1
+    if fmt in ("jpeg", "png") and info["mode"] in KEEP_MODES:
+        return PreparedImage(data, fmt, info["height"], info["width"], hashlib.sha256(data).hexdigest())
+    import io
+
+    from PIL import Image, ImageSequence
+
+    img = Image.open(io.BytesIO(data))
+    first = next(iter(ImageSequence.Iterator(img)))
+    jpeg = encode_jpeg(pil_to_rgb(first.copy()))
+    summary.notes["reencoded"] += 1
+    summary.warn(f"{where}: {fmt} / {info['mode']} re-encoded to RGB JPEG")
+    return PreparedImage(jpeg, "jpeg", info["height"], info["width"], hashlib.sha256(jpeg).hexdigest())
+
+
+@dataclass
+class SourceObject:
+    name: str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    difficult: int = 0
+    truncated: int = 0
+    pose: str = "Unspecified"
+    is_crowd: int = 0
+
+
+@dataclass
+class SourceImage:
+    """One image to convert: file path, the name written to image/filename, declared size, pixel boxes."""
+
+    path: str
+    filename: str
+    where: str
+    width: int | None = None
+    height: int | None = None
+    objects: list[SourceObject] = field(default_factory=list)
+    source_id: str | None = None  # default: the filename
+
+
+def clean_boxes(
+    objects: Sequence[SourceObject], width: int, height: int, summary: Summary, where: str
+) -> list[tuple[SourceObject, np.ndarray]]:
+    """Clip pixel boxes to the image, drop zero-area ones; returns (object, normalized yxyx)."""
+    out = []
+    for o in objects:
+        vals = np.array([o.ymin, o.xmin, o.ymax, o.xmax], np.float64)
+        if not np.all(np.isfinite(vals)):
+            summary.notes["boxes_dropped_zero_area"] += 1
+            summary.warn(f"{where}: non-finite box dropped")
+            continue
+        clipped = np.array([min(max(vals[0], 0), height), min(max(vals[1], 0), width),
+                            min(max(vals[2], 0), height), min(max(vals[3], 0), width)])
+        if not np.array_equal(clipped, vals):
+            summary.notes["boxes_clipped"] += 1
+        if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+            summary.notes["boxes_dropped_zero_area"] += 1
+            summary.warn(f"{where}: zero-area box {vals.tolist()} dropped")
+            continue
+        norm = clipped / np.array([height, width, height, width], np.float64)
+        out.append((o, norm.astype(np.float32)))
+    return out
+
+
+def output_prefix(output_path: str, split: str | None) -> str:
+    """``out/x.record`` + ``train`` -> ``out/x_train.record``; without an extension -> ``out/x_train``."""
+    if split is None:
+        return output_path
+    base, ext = os.path.splitext(output_path)
+    if ext in (".record", ".tfrecord", ".records", ".tfrecords"):
+        return f"{base}_{split}{ext}"
+    return f"{output_path}_{split}"
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Shuffle 0..n-1 with ``seed`` and split; the val part has ``round(n * val_fraction)`` items."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"--val_fraction must be in [0, 1), got {val_fraction}")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    num_val = int(round(n * val_fraction))
+    return sorted(order[num_val:]), sorted(order[:num_val])
+
+
+def derive_label_map(images: Iterable[SourceImage]) -> LabelMap:
+    names = sorted({o.name for im in images for o in im.objects})
+    if not names:
+        raise DataError("no annotated objects found, cannot build a label map", hint="pass --label_map_path")
+    return LabelMap.from_names(names)
+
+
+def encode_source_image(
+    im: SourceImage, label_map: LabelMap, summary: Summary, log: Log | None
+) -> tuple[bytes, int] | None:
+    """Serialized tf.Example for one source image, or None if skipped (counted)."""
+    if not os.path.isfile(im.path):
+        summary.skip("missing_image", f"{im.where}: image {im.path} not found", log)
+        return None
+    try:
+        prep = prepare_image(im.path, summary, where=im.path)
+    except DataError as exc:
+        summary.skip("corrupt_image", exc.one_line(), log)
+        return None
+    if (im.width and im.width != prep.width) or (im.height and im.height != prep.height):
+        summary.notes["size_mismatch"] += 1
+        summary.warn(f"{im.where}: annotated size {im.width}x{im.height} differs from the image "
+                     f"{prep.width}x{prep.height}; boxes normalized by the image size")
+    kept = []
+    for o in im.objects:
+        if o.name not in label_map.name_to_id:
+            summary.notes["boxes_unknown_class"] += 1
+            summary.warn(f"{im.where}: class {o.name!r} not in the label map, box dropped")
+            continue
+        kept.append(o)
+    cleaned = clean_boxes(kept, prep.width, prep.height, summary, im.where)
+    boxes = np.stack([b for _, b in cleaned]) if cleaned else np.zeros((0, 4), np.float32)
+    objs = [o for o, _ in cleaned]
+    if not objs:
+        summary.notes["images_without_boxes"] += 1
+    data = encode_detection_example(
+        prep.data, format=prep.format, height=prep.height, width=prep.width, filename=im.filename,
+        source_id=im.source_id or im.filename, sha256=prep.sha256, boxes=boxes,
+        labels=[label_map.name_to_id[o.name] for o in objs], texts=[o.name for o in objs],
+        difficult=[o.difficult for o in objs], truncated=[o.truncated for o in objs],
+        view=[o.pose for o in objs], is_crowd=[o.is_crowd for o in objs] if any(o.is_crowd for o in objs) else None,
+    )
+    return data, len(objs)
+
+
+def write_split(
+    name: str, images: Sequence[SourceImage], prefix: str, num_shards: int, label_map: LabelMap,
+    summary: Summary, log: Log | None,
+) -> None:
+    """Write ``images`` to ``prefix-?????-of-N`` atomically (image i -> shard i % N)."""
+    with ShardedWriter(prefix, num_shards) as w:
+        split = SplitSummary(name=name, pattern=w.pattern)
+        for i, im in enumerate(images):
+            if log is not None and i and i % 500 == 0:
+                log(f"{name}: {i} / {len(images)} images")
+            res = encode_source_image(im, label_map, summary, log)
+            if res is None:
+                continue
+            w.write(res[0], index=i)
+            split.examples += 1
+            split.boxes += res[1]
+        split.shard_counts = list(w.counts)
+    summary.splits[name] = split
+
+
+def write_dataset(
+    images: Sequence[SourceImage], *, output_path: str, label_map: LabelMap | None, num_shards: int = 1,
+    val_fraction: float = 0.0, seed: int = 42, label_map_output_path: str | None = None,
+    summary: Summary | None = None, log: Log | None = stderr_log,
+) -> Summary:
+    """Write a converted dataset (optionally split train/val) and a label map when none was given."""
+    summary = summary or Summary()
+    if num_shards < 1:
+        raise DataError(f"--num_shards must be >= 1, got {num_shards}")
+    derived = label_map is None
+    lm = derive_label_map(images) if label_map is None else label_map
+    if val_fraction > 0:
+        tr, va = split_indices(len(images), val_fraction, seed)
+        parts = [("train", [images[i] for i in tr]), ("val", [images[i] for i in va])]
+    else:
+        parts = [("all", list(images))]
+    written: list[str] = []
+    try:
+        for name, ims in parts:
+            prefix = output_prefix(output_path, None if name == "all" else name)
+            write_split(name, ims, prefix, num_shards, lm, summary, log)
+            written.extend(shard_name(prefix, i, num_shards) for i in range(num_shards))
+    except BaseException:
+        for p in written:  # all or nothing across splits too
+            try:
+                os.remove(p)
+            except FileNotFoundError:
+                pass
+        raise
+    if derived:
+        out = label_map_output_path or os.path.join(os.path.dirname(os.path.abspath(output_path)), "label_map.pbtxt")
+        write_label_map(lm, out)
+        summary.label_map_path = out
+    else:
+        summary.label_map_path = lm.path
+    summary.num_classes = lm.num_classes
+    return summary
+

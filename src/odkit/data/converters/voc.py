@@ -1,0 +1,87 @@
+"""PASCAL VOC folders -> sharded TFRecords.
+
+Layouts found automatically under ``data_dir`` (or given with ``annotations_dir`` / ``images_dir``):
+``Annotations/`` + ``JPEGImages/`` (VOC), ``annotations/`` + ``images/`` (LabelImg, raccoon),
+``annotations/xmls/`` + ``images/`` (pets), or XMLs next to their images. The image is
+``images_dir/<filename>`` from the XML (``<xml stem>.jpg`` when absent), else next to the XML.
+"""
+
+from __future__ import annotations
+
+import os
+
+from odkit.data.converters.common import Log, SourceImage, Summary, safe_join, stderr_log, write_dataset
+from odkit.data.converters.voc_xml import parse_voc_xml
+from odkit.data.label_map import load_label_map
+from odkit.errors import DataError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+
+
+def _has_xml(d: str) -> bool:
+    return os.path.isdir(d) and any(n.lower().endswith(".xml") for n in os.listdir(d))
+
+
+def find_voc_dirs(data_dir: str, annotations_dir: str | None = None, images_dir: str | None = None) -> tuple[str, str]:
+    if not os.path.isdir(data_dir):
+        raise DataError("data folder not found", where=data_dir)
+    if annotations_dir is None:
+        for cand in ("Annotations", os.path.join("annotations", "xmls"), "annotations", "xmls", "."):
+            d = os.path.normpath(os.path.join(data_dir, cand))
+            if _has_xml(d):
+                annotations_dir = d
+                break
+        else:
+            raise DataError("no VOC XML annotations found (looked in Annotations/, annotations/, "
+                            "annotations/xmls/ and the folder itself)", where=data_dir,
+                            hint="pass --annotations_dir")
+    if images_dir is None:
+        for cand in ("JPEGImages", "images", "Images"):
+            d = os.path.join(data_dir, cand)
+            if os.path.isdir(d):
+                images_dir = d
+                break
+        else:
+            images_dir = annotations_dir
+    return annotations_dir, images_dir
+
+
+def collect_voc(data_dir: str, annotations_dir: str | None = None, images_dir: str | None = None,
+                ignore_difficult: bool = False) -> list[SourceImage]:
+    """Parse all XMLs (sorted by name) into SourceImages."""
+    ann_dir, img_dir = find_voc_dirs(data_dir, annotations_dir, images_dir)
+    xmls = sorted(n for n in os.listdir(ann_dir) if n.lower().endswith(".xml"))
+    out = []
+    for name in xmls:
+        xml_path = os.path.join(ann_dir, name)
+        ann = parse_voc_xml(xml_path)
+        filename = ann.filename or os.path.splitext(name)[0] + ".jpg"
+        path = safe_join(img_dir, filename, where=xml_path)
+        if not os.path.isfile(path):
+            alt = safe_join(ann_dir, filename, where=xml_path)
+            if os.path.isfile(alt):
+                path = alt
+            else:
+                stem = os.path.splitext(name)[0]
+                for ext in IMAGE_EXTS:
+                    cand = os.path.join(img_dir, stem + ext)
+                    if os.path.isfile(cand):
+                        path, filename = cand, stem + ext
+                        break
+        objects = [o for o in ann.objects if not (ignore_difficult and o.difficult)]
+        out.append(SourceImage(path=path, filename=filename, where=xml_path, width=ann.width, height=ann.height,
+                               objects=objects))
+    return out
+
+
+def create_voc_tfrecord(
+    data_dir: str, output_path: str, *, label_map_path: str | None = None, num_shards: int = 1,
+    val_fraction: float = 0.0, seed: int = 42, annotations_dir: str | None = None, images_dir: str | None = None,
+    label_map_output_path: str | None = None, ignore_difficult: bool = False, log: Log | None = stderr_log,
+) -> Summary:
+    images = collect_voc(data_dir, annotations_dir, images_dir, ignore_difficult)
+    if not images:
+        raise DataError("no annotations found", where=data_dir)
+    label_map = load_label_map(label_map_path) if label_map_path else None
+    return write_dataset(images, output_path=output_path, label_map=label_map, num_shards=num_shards,
+                         val_fraction=val_fraction, seed=seed, label_map_output_path=label_map_output_path, log=log)

@@ -1,0 +1,290 @@
+"""tf.train.Example <-> DetectionExample for the TF OD API feature keys.
+
+Keys (as written by the TF OD API's dataset_tools): ``image/encoded``, ``image/format``, ``image/height``,
+``image/width``, ``image/filename``, ``image/source_id``, ``image/key/sha256``,
+``image/object/bbox/{ymin,xmin,ymax,xmax}`` (normalized floats), ``image/object/class/{label,text}``,
+``image/object/{difficult,truncated,group_of,weight,view,is_crowd}``.
+Masks and keypoints are not supported: their presence raises UnsupportedError unless ``ignore_unsupported``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from odkit.errors import DataError, UnsupportedError
+from odkit.protos import example_pb2
+
+BOX_KEYS = ("image/object/bbox/ymin", "image/object/bbox/xmin", "image/object/bbox/ymax", "image/object/bbox/xmax")
+UNSUPPORTED_PREFIXES = (
+    "image/object/mask",
+    "image/object/keypoint/",
+    "image/object/densepose/",
+    "image/segmentation/",
+    "image/object/track/",
+    "image/context_features",
+)
+
+
+@dataclass
+class DetectionExample:
+    """One decoded detection example. Boxes are [ymin, xmin, ymax, xmax] normalized to the image."""
+
+    image: bytes
+    format: str = "jpeg"
+    height: int = 0
+    width: int = 0
+    filename: str = ""
+    source_id: str = ""
+    sha256: str = ""
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    texts: list[str] = field(default_factory=list)
+    difficult: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    truncated: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    group_of: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    weights: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    view: list[str] = field(default_factory=list)
+    is_crowd: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+
+    @property
+    def num_boxes(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def select(self, keep: np.ndarray) -> DetectionExample:
+        """A copy keeping only the boxes where ``keep`` (bool [N]) is true."""
+        keep = np.asarray(keep, dtype=bool)
+        idx = np.nonzero(keep)[0]
+        return DetectionExample(
+            image=self.image, format=self.format, height=self.height, width=self.width,
+            filename=self.filename, source_id=self.source_id, sha256=self.sha256,
+            boxes=self.boxes[idx], labels=self.labels[idx], texts=[self.texts[i] for i in idx] if self.texts else [],
+            difficult=self.difficult[idx], truncated=self.truncated[idx], group_of=self.group_of[idx],
+            weights=self.weights[idx], view=[self.view[i] for i in idx] if self.view else [],
+            is_crowd=self.is_crowd[idx],
+        )
+
+
+def _bytes(f: Any) -> list[bytes]:
+    return list(f.bytes_list.value)
+
+
+def _floats(f: Any) -> list[float]:
+    return list(f.float_list.value)
+
+
+def _ints(f: Any) -> list[int]:
+    return list(f.int64_list.value)
+
+
+def parse_example(data: bytes, where: str | None = None) -> example_pb2.Example:
+    """Parse a serialized tf.train.Example; DataError if it is not one."""
+    ex = example_pb2.Example()
+    try:
+        ex.ParseFromString(bytes(data))
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise DataError(f"record is not a tf.Example ({exc})", where=where) from exc
+    return ex
+
+
+def decode_detection_example(
+    data: bytes,
+    *,
+    where: str | None = None,
+    label_map: Any = None,
+    ignore_unsupported: bool = False,
+) -> DetectionExample:
+    """Serialized tf.Example -> DetectionExample.
+
+    With ``label_map`` (a LabelMap), class labels come from ``image/object/class/text`` looked up by name
+    when texts are present (unknown names -> -1), else from ``image/object/class/label``, like the TF OD
+    API's TfExampleDecoder with ``label_map_proto_file``.
+    """
+    ex = parse_example(data, where)
+    feats = ex.features.feature
+    if "image/encoded" not in feats:
+        raise DataError("record is not a detection tf.Example (no image/encoded feature)", where=where)
+    if not ignore_unsupported:
+        bad = sorted(k for k in feats if k.startswith(UNSUPPORTED_PREFIXES))
+        if bad:
+            raise UnsupportedError(
+                f"example has {', '.join(bad)}: masks / keypoints are not supported by odkit",
+                where=where, hint="pass ignore_unsupported / --ignore_unsupported to skip these features",
+            )
+
+    def get(key: str) -> Any:
+        return feats[key] if key in feats else None
+
+    def one_bytes(key: str, default: str = "") -> str:
+        f = get(key)
+        if f is None or not f.bytes_list.value:
+            return default
+        return f.bytes_list.value[0].decode("utf-8", errors="replace")
+
+    def one_int(key: str) -> int:
+        f = get(key)
+        return int(f.int64_list.value[0]) if f is not None and f.int64_list.value else 0
+
+    image_list = feats["image/encoded"].bytes_list.value
+    if len(image_list) != 1:
+        raise DataError(f"image/encoded has {len(image_list)} values, expected 1", where=where)
+    coords = [np.asarray(_floats(feats[k]) if k in feats else [], np.float32) for k in BOX_KEYS]
+    n = len(coords[0])
+    if any(len(c) != n for c in coords):
+        sizes = ", ".join(f"{k.rsplit('/', 1)[1]}={len(c)}" for k, c in zip(BOX_KEYS, coords))
+        raise DataError(f"bbox coordinate lists differ in length ({sizes})", where=where)
+    boxes = np.stack(coords, axis=1) if n else np.zeros((0, 4), np.float32)
+
+    texts = [t.decode("utf-8", errors="replace") for t in _bytes(feats["image/object/class/text"])] \
+        if "image/object/class/text" in feats else []
+    labels_raw = _ints(feats["image/object/class/label"]) if "image/object/class/label" in feats else []
+    if label_map is not None and texts:
+        labels = np.asarray([label_map.name_to_id.get(t, -1) for t in texts], np.int64)
+    else:
+        labels = np.asarray(labels_raw, np.int64)
+
+    def per_box_int(key: str, default: int) -> np.ndarray:
+        vals = _ints(feats[key]) if key in feats else []
+        if not vals:
+            return np.full((n,), default, np.int64)
+        if len(vals) != n:
+            raise DataError(f"{key} has {len(vals)} values for {n} boxes", where=where)
+        return np.asarray(vals, np.int64)
+
+    if len(labels) != n:
+        raise DataError(f"image/object/class/label has {len(labels)} values for {n} boxes", where=where)
+    if texts and len(texts) != n:
+        raise DataError(f"image/object/class/text has {len(texts)} values for {n} boxes", where=where)
+    weights_list = _floats(feats["image/object/weight"]) if "image/object/weight" in feats else []
+    if weights_list and len(weights_list) != n:
+        raise DataError(f"image/object/weight has {len(weights_list)} values for {n} boxes", where=where)
+    weights = np.asarray(weights_list, np.float32) if weights_list else np.ones((n,), np.float32)
+    view = [v.decode("utf-8", errors="replace") for v in _bytes(feats["image/object/view"])] \
+        if "image/object/view" in feats else []
+
+    return DetectionExample(
+        image=bytes(image_list[0]),
+        format=one_bytes("image/format", "jpeg").lower(),
+        height=one_int("image/height"),
+        width=one_int("image/width"),
+        filename=one_bytes("image/filename"),
+        source_id=one_bytes("image/source_id"),
+        sha256=one_bytes("image/key/sha256"),
+        boxes=boxes,
+        labels=labels,
+        texts=texts,
+        difficult=per_box_int("image/object/difficult", 0),
+        truncated=per_box_int("image/object/truncated", 0),
+        group_of=per_box_int("image/object/group_of", 0),
+        weights=weights,
+        view=view if len(view) == n else [],
+        is_crowd=per_box_int("image/object/is_crowd", 0),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Encoding
+
+
+def bytes_feature(values: Sequence[bytes | str]) -> example_pb2.Feature:
+    f = example_pb2.Feature()
+    f.bytes_list.value.extend(v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values)
+    return f
+
+
+def float_feature(values: Sequence[float] | np.ndarray) -> example_pb2.Feature:
+    f = example_pb2.Feature()
+    f.float_list.value.extend(float(v) for v in np.asarray(values, np.float32).reshape(-1))
+    return f
+
+
+def int64_feature(values: Sequence[int] | np.ndarray) -> example_pb2.Feature:
+    f = example_pb2.Feature()
+    f.int64_list.value.extend(int(v) for v in np.asarray(values, np.int64).reshape(-1))
+    return f
+
+
+def build_example(features: Mapping[str, example_pb2.Feature]) -> example_pb2.Example:
+    ex = example_pb2.Example()
+    for k, v in features.items():
+        ex.features.feature[k].CopyFrom(v)
+    return ex
+
+
+def serialize(ex: example_pb2.Example) -> bytes:
+    """Deterministic serialization (map keys sorted), so identical examples give identical bytes."""
+    return ex.SerializeToString(deterministic=True)
+
+
+def detection_features(
+    image: bytes,
+    *,
+    format: str,
+    height: int,
+    width: int,
+    filename: str = "",
+    source_id: str | None = None,
+    boxes: np.ndarray | Sequence[Sequence[float]] = (),
+    labels: Sequence[int] | np.ndarray = (),
+    texts: Sequence[str] | None = None,
+    difficult: Sequence[int] | np.ndarray | None = None,
+    truncated: Sequence[int] | np.ndarray | None = None,
+    group_of: Sequence[int] | np.ndarray | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
+    view: Sequence[str] | None = None,
+    is_crowd: Sequence[int] | np.ndarray | None = None,
+    sha256: str | None = None,
+) -> dict[str, example_pb2.Feature]:
+    """The TF OD API feature dict; boxes are [N, 4] ymin, xmin, ymax, xmax normalized."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    n = b.shape[0]
+    lab = np.asarray(labels, np.int64).reshape(-1)
+    if len(lab) != n:
+        raise ValueError(f"{len(lab)} labels for {n} boxes")
+    feats: dict[str, example_pb2.Feature] = {
+        "image/height": int64_feature([height]),
+        "image/width": int64_feature([width]),
+        "image/filename": bytes_feature([filename]),
+        "image/source_id": bytes_feature([filename if source_id is None else source_id]),
+        "image/key/sha256": bytes_feature([sha256 or hashlib.sha256(image).hexdigest()]),
+        "image/encoded": bytes_feature([image]),
+        "image/format": bytes_feature([format]),
+        "image/object/bbox/xmin": float_feature(b[:, 1]),
+        "image/object/bbox/xmax": float_feature(b[:, 3]),
+        "image/object/bbox/ymin": float_feature(b[:, 0]),
+        "image/object/bbox/ymax": float_feature(b[:, 2]),
+        "image/object/class/label": int64_feature(lab),
+    }
+    if texts is not None:
+        if len(texts) != n:
+            raise ValueError(f"{len(texts)} class texts for {n} boxes")
+        feats["image/object/class/text"] = bytes_feature(list(texts))
+    for key, vals in (("difficult", difficult), ("truncated", truncated), ("group_of", group_of),
+                      ("is_crowd", is_crowd)):
+        if vals is not None:
+            feats[f"image/object/{key}"] = int64_feature(vals)
+    if weights is not None:
+        feats["image/object/weight"] = float_feature(weights)
+    if view is not None:
+        feats["image/object/view"] = bytes_feature(list(view))
+    return feats
+
+
+def encode_detection_example(image: bytes, **kwargs: Any) -> bytes:
+    """Serialized tf.Example with the TF OD API keys (see ``detection_features`` for arguments)."""
+    return serialize(build_example(detection_features(image, **kwargs)))
+
+
+def encode_from(ex: DetectionExample) -> bytes:
+    """Serialize a DetectionExample (round trip of ``decode_detection_example``)."""
+    return encode_detection_example(
+        ex.image, format=ex.format, height=ex.height, width=ex.width, filename=ex.filename,
+        source_id=ex.source_id, boxes=ex.boxes, labels=ex.labels, texts=ex.texts or None,
+        difficult=ex.difficult, truncated=ex.truncated, group_of=ex.group_of, weights=ex.weights,
+        view=ex.view or None, is_crowd=ex.is_crowd, sha256=ex.sha256 or None,
+    )

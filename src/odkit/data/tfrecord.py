@@ -1,0 +1,490 @@
+"""TFRecord container I/O without TensorFlow.
+
+Container format (TensorFlow's ``tensorflow/core/lib/io/record_writer.cc``), relied on here:
+
+* a file is a plain concatenation of records, no file header or footer, no compression;
+* each record is ``uint64 length`` (little endian), ``uint32 masked_crc32c(length bytes)``,
+  ``length`` bytes of data, ``uint32 masked_crc32c(data)`` (both CRCs little endian);
+* ``masked(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8  (mod 2**32)``, crc32c = Castagnoli;
+* a record's data is opaque bytes; for the TF OD API it is a serialized ``tf.train.Example``.
+
+Shards are named ``NAME-00003-of-00010`` (5 digits, zero based); example ``i`` goes to shard
+``i % num_shards`` as in the TF OD API's ``open_sharded_output_tfrecords``.
+
+Paths may be local or fsspec URLs (``gs://``, ``s3://``, ``https://``, ``memory://``) when fsspec is
+installed. Writers write to temporary names and rename on success (local files only).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
+
+import crc32c as _crc32c
+
+from odkit.errors import DataError
+
+_MASK_DELTA = 0xA282EAD8
+_HEADER = struct.Struct("<QI")
+_U32 = struct.Struct("<I")
+_GLOB_CHARS = set("*?[")
+
+
+def masked_crc32c(data: bytes | memoryview) -> int:
+    """TensorFlow's masked CRC32-C of ``data``."""
+    crc = _crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame_record(data: bytes) -> bytes:
+    """The container bytes for one record (header, data, footer)."""
+    length = struct.pack("<Q", len(data))
+    return length + _U32.pack(masked_crc32c(length)) + data + _U32.pack(masked_crc32c(data))
+
+
+def shard_name(prefix: str, index: int, num_shards: int) -> str:
+    """``prefix-00003-of-00010``."""
+    return f"{prefix}-{index:05d}-of-{num_shards:05d}"
+
+
+def shard_pattern(prefix: str, num_shards: int) -> str:
+    """The glob matching all shards written by ``ShardedWriter(prefix, num_shards)``."""
+    return f"{prefix}-?????-of-{num_shards:05d}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Paths
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _strip_file_scheme(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def _fsspec() -> Any:
+    try:
+        import fsspec
+    except ImportError as exc:  # pragma: no cover - fsspec is a dev dependency
+        raise DataError("remote paths need fsspec", hint="pip install 'odkit[remote]'") from exc
+    return fsspec
+
+
+def _record_like(names: list[str]) -> list[str]:
+    """In a folder: the files that look like TFRecords (``.record`` / ``.tfrecord`` in the name) if any."""
+    rec = [n for n in names if ".record" in os.path.basename(n) or ".tfrecord" in os.path.basename(n)]
+    return rec or names
+
+
+def _expand_one(pattern: str) -> list[str]:
+    pattern = _strip_file_scheme(pattern.strip())
+    if not pattern:
+        return []
+    if _is_url(pattern):
+        fsspec = _fsspec()
+        fs, _, _ = fsspec.core.get_fs_token_paths(pattern)
+        protocol = pattern.split("://", 1)[0]
+        if any(c in pattern for c in _GLOB_CHARS):
+            found = sorted(fs.glob(pattern))
+        elif fs.isdir(pattern):
+            found = _record_like(sorted(p for p in fs.ls(pattern, detail=False) if fs.isfile(p)))
+        elif fs.exists(pattern):
+            found = [pattern]
+        else:
+            found = []
+        del protocol
+        return [p if "://" in p else fs.unstrip_protocol(p) for p in found]
+    pattern = os.path.expanduser(pattern)
+    if os.path.isdir(pattern):
+        files = sorted(
+            n for n in os.listdir(pattern) if not n.startswith(".") and os.path.isfile(os.path.join(pattern, n))
+        )
+        return [os.path.join(pattern, n) for n in _record_like(files)]
+    if any(c in pattern for c in _GLOB_CHARS):
+        return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+    return [pattern] if os.path.isfile(pattern) else []
+
+
+def expand_paths(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Expand globs (``?????``, ``*``), comma lists, directories, or a list of those, into files.
+
+    Order is kept (each pattern's matches sorted); duplicates are dropped. A pattern matching nothing
+    raises DataError naming it.
+    """
+    specs: list[str] = [os.fspath(spec)] if isinstance(spec, (str, os.PathLike)) else [os.fspath(s) for s in spec]
+    out: list[str] = []
+    seen: set[str] = set()
+    for s in specs:
+        for pattern in s.split(","):
+            if not pattern.strip():
+                continue
+            matches = _expand_one(pattern)
+            if not matches:
+                raise DataError(
+                    f"no files match input path {pattern.strip()!r}",
+                    hint="check the path or glob; shards look like NAME-?????-of-000NN",
+                )
+            for m in matches:
+                if m not in seen:
+                    seen.add(m)
+                    out.append(m)
+    if not out:
+        raise DataError(f"no input paths given ({spec!r})")
+    return out
+
+
+def open_file(path: str, mode: str = "rb") -> IO[bytes]:
+    """Open a local path or an fsspec URL."""
+    path = _strip_file_scheme(path)
+    if _is_url(path):
+        return _fsspec().open(path, mode).open()
+    try:
+        return open(path, mode)  # noqa: SIM115
+    except FileNotFoundError as exc:
+        raise DataError("file not found", where=path) from exc
+    except IsADirectoryError as exc:
+        raise DataError("is a directory, expected a TFRecord file", where=path) from exc
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_exact(f: IO[bytes], n: int) -> bytes:
+    data = f.read(n)
+    if len(data) == n:
+        return data
+    chunks = [data]
+    got = len(data)
+    while got < n:
+        more = f.read(n - got)
+        if not more:
+            break
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
+
+
+def _read_at(f: IO[bytes], path: str, offset: int, verify: bool, record_no: int | None = None) -> tuple[bytes, int]:
+    """Read the record at ``offset`` (file positioned there). Returns (data, next offset)."""
+    where = f"{os.path.basename(path)}:offset {offset}" + (f" (record {record_no})" if record_no is not None else "")
+    header = _read_exact(f, 12)
+    if len(header) < 12:
+        raise DataError("truncated record header", where=where, hint="the file is cut short; re-create it")
+    length, length_crc = _HEADER.unpack(header)
+    if verify and masked_crc32c(header[:8]) != length_crc:
+        raise DataError("CRC mismatch in record length (corrupt or not a TFRecord file)", where=where)
+    data = _read_exact(f, length)
+    footer = _read_exact(f, 4)
+    if len(data) < length or len(footer) < 4:
+        raise DataError(f"truncated record (expected {length} bytes of data)", where=where)
+    if verify and masked_crc32c(data) != _U32.unpack(footer)[0]:
+        raise DataError("CRC mismatch in record data (corrupt file)", where=where,
+                        hint="re-create the file or pass --skip_corrupt")
+    return data, offset + 16 + length
+
+
+_INDEX_CACHE: dict[tuple[str, int, int, int], list[int]] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def _stat_key(path: str) -> tuple[str, int, int, int] | None:
+    if _is_url(path):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class TFRecordReader:
+    """One TFRecord file: iterate records, build an offset index, read a record by offset."""
+
+    def __init__(self, path: str | os.PathLike[str], verify: bool = True) -> None:
+        self.path = os.fspath(path)
+        self.verify = verify
+
+    def __iter__(self) -> Iterator[bytes]:
+        with open_file(self.path) as f:
+            offset = 0
+            n = 0
+            while True:
+                peek = f.read(1)
+                if not peek:
+                    return
+                f.seek(offset)
+                data, offset = _read_at(f, self.path, offset, self.verify, n)
+                n += 1
+                yield data
+
+    def index(self) -> list[int]:
+        """Byte offsets of every record (one sequential scan of headers; cached per file, size, mtime and inode).
+
+        Length CRCs are checked; data CRCs are checked when each record is read.
+        """
+        key = _stat_key(self.path)
+        if key is not None:
+            with _INDEX_LOCK:
+                cached = _INDEX_CACHE.get(key)
+            if cached is not None:
+                return list(cached)
+        offsets: list[int] = []
+        with open_file(self.path) as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            offset = 0
+            while offset < size:
+                f.seek(offset)
+                header = _read_exact(f, 12)
+                where = f"{os.path.basename(self.path)}:offset {offset} (record {len(offsets)})"
+                if len(header) < 12:
+                    raise DataError("truncated record header", where=where)
+                length, length_crc = _HEADER.unpack(header)
+                if self.verify and masked_crc32c(header[:8]) != length_crc:
+                    raise DataError("CRC mismatch in record length (corrupt or not a TFRecord file)", where=where)
+                end = offset + 16 + length
+                if end > size:
+                    raise DataError(f"truncated record (expected {length} bytes of data)", where=where)
+                offsets.append(offset)
+                offset = end
+        if key is not None:
+            with _INDEX_LOCK:
+                _INDEX_CACHE[key] = list(offsets)
+        return offsets
+
+    def __len__(self) -> int:
+        return len(self.index())
+
+    def read(self, offset: int) -> bytes:
+        return read_record(self.path, offset, verify=self.verify)
+
+
+_HANDLES: dict[tuple[int, int, str], IO[bytes]] = {}
+
+
+def _stale(f: IO[bytes], path: str) -> bool:
+    """True if ``path`` was replaced since ``f`` was opened (local files)."""
+    if _is_url(path):
+        return False
+    try:
+        return os.fstat(f.fileno()).st_ino != os.stat(path).st_ino
+    except OSError:
+        return True
+
+
+def _handle(path: str) -> IO[bytes]:
+    """A cached open handle per (process, thread, path), reopened when the file was replaced."""
+    key = (os.getpid(), threading.get_ident(), path)
+    f = _HANDLES.get(key)
+    if f is not None and not f.closed and _stale(f, path):
+        f.close()
+    if f is None or f.closed:
+        if len(_HANDLES) > 256:
+            for h in list(_HANDLES.values()):
+                h.close()
+            _HANDLES.clear()
+        f = open_file(path)
+        _HANDLES[key] = f
+    return f
+
+
+def read_record(path: str | os.PathLike[str], offset: int, verify: bool = True) -> bytes:
+    """The data of the record starting at byte ``offset`` of ``path`` (from ``TFRecordReader.index()``)."""
+    path = os.fspath(path)
+    f = _handle(path)
+    f.seek(offset)
+    return _read_at(f, path, offset, verify)[0]
+
+
+def iter_records(
+    paths: str | Sequence[str],
+    verify: bool = True,
+    skip_corrupt: bool = False,
+    on_skip: Any = None,
+) -> Iterator[bytes]:
+    """Records of all files in order. ``paths`` is anything ``expand_paths`` accepts.
+
+    ``skip_corrupt`` / ``on_skip``: see ``iter_records_with_location``.
+    """
+    for _path, _n, _offset, data in iter_records_with_location(paths, verify, skip_corrupt, on_skip):
+        yield data
+
+
+def iter_records_with_location(
+    paths: str | Sequence[str], verify: bool = True, skip_corrupt: bool = False, on_skip: Any = None,
+) -> Iterator[tuple[str, int, int, bytes]]:
+    """(path, index in file, offset, data) for every record.
+
+    With ``skip_corrupt``: a record whose data CRC fails is skipped and reading goes on with the next one
+    (its length is trustworthy); a bad or truncated header skips the rest of that file. ``on_skip(error)``
+    is called for each skip.
+    """
+    for path in expand_paths(paths):
+        with open_file(path) as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            offset = 0
+            n = 0
+            while offset < size:
+                f.seek(offset)
+                start = offset
+                try:
+                    data, offset = _read_at(f, path, offset, verify, n)
+                except DataError as exc:
+                    if not skip_corrupt:
+                        raise
+                    if on_skip is not None:
+                        on_skip(exc)
+                    if "record data" not in exc.message:
+                        break
+                    f.seek(start)
+                    length = _HEADER.unpack(_read_exact(f, 12))[0]
+                    offset = start + 16 + length
+                    n += 1
+                    continue
+                yield path, n, start, data
+                n += 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing
+
+
+class TFRecordWriter:
+    """Write records to ``path`` atomically: data goes to a temporary name, renamed by ``close()``.
+
+    Used as a context manager, an exception discards the temporary file and leaves ``path`` untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        if _is_url(self.path):
+            raise DataError("writing TFRecords to remote URLs is not supported", where=self.path,
+                            hint="write locally, then copy")
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        self.tmp_path = os.path.join(parent, f".{os.path.basename(self.path)}.tmp-{os.getpid()}")
+        self._f: IO[bytes] | None = open(self.tmp_path, "wb")  # noqa: SIM115
+        self.count = 0
+
+    def write(self, data: bytes) -> None:
+        if self._f is None:
+            raise ValueError("writer is closed")
+        self._f.write(frame_record(bytes(data)))
+        self.count += 1
+
+    def flush_to_temp(self) -> None:
+        """Close the temporary file without renaming it (for ShardedWriter's all-or-nothing commit)."""
+        if self._f is not None:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            self._f = None
+
+    def commit(self) -> None:
+        self.flush_to_temp()
+        if os.path.exists(self.tmp_path):
+            os.replace(self.tmp_path, self.path)
+
+    close = commit
+
+    def abort(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        try:
+            os.remove(self.tmp_path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> TFRecordWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class ShardedWriter:
+    """``num_shards`` writers ``prefix-0000i-of-0000N``; all renamed into place only on success.
+
+    ``write(data)`` sends the i-th call to shard ``i % num_shards``; ``write(data, index=k)`` sends it to
+    shard ``k % num_shards`` (the TF OD API converters use the example's position in the input list,
+    counting examples they skip).
+    """
+
+    def __init__(self, output_prefix: str | os.PathLike[str], num_shards: int) -> None:
+        if num_shards < 1:
+            raise DataError(f"num_shards must be >= 1, got {num_shards}")
+        self.prefix = os.fspath(output_prefix)
+        self.num_shards = num_shards
+        self.paths = [shard_name(self.prefix, i, num_shards) for i in range(num_shards)]
+        self._writers: list[TFRecordWriter] = []
+        try:
+            for p in self.paths:
+                self._writers.append(TFRecordWriter(p))
+        except BaseException:
+            self.abort()
+            raise
+        self._next = 0
+        self.counts = [0] * num_shards
+
+    @property
+    def pattern(self) -> str:
+        return shard_pattern(self.prefix, self.num_shards)
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def write(self, data: bytes, index: int | None = None) -> int:
+        """Write one record; returns the shard it went to."""
+        if index is None:
+            index = self._next
+            self._next += 1
+        shard = index % self.num_shards
+        self._writers[shard].write(data)
+        self.counts[shard] += 1
+        return shard
+
+    def commit(self) -> None:
+        try:
+            for w in self._writers:
+                w.flush_to_temp()
+        except BaseException:
+            self.abort()
+            raise
+        for w in self._writers:
+            os.replace(w.tmp_path, w.path)
+
+    close = commit
+
+    def abort(self) -> None:
+        for w in self._writers:
+            w.abort()
+
+    def __enter__(self) -> ShardedWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_records(path: str, records: Iterable[bytes]) -> int:
+    """Write ``records`` to one file atomically; returns the count."""
+    with TFRecordWriter(path) as w:
+        for r in records:
+            w.write(r)
+    return w.count

@@ -1,0 +1,151 @@
+"""build_input_loader: input_reader + model config (+ train_config) -> resumable DataLoader of batches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader
+
+from odkit.errors import ConfigError, UnsupportedError
+from odkit.inputs.augment import build_augmenter
+from odkit.inputs.collate import Collator
+from odkit.inputs.dataset import (
+    ERROR_KEY,
+    DetectionDataset,
+    InputTransform,
+    StreamSampler,
+    index_records,
+    raise_carried_error,
+)
+from odkit.inputs.resizers import ImageResizer, build_image_resizer
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def model_arch(model_config: Any) -> Any:
+    """The ssd / faster_rcnn / center_net sub-message of a Model proto."""
+    kind = model_config.WhichOneof("model")
+    if kind is None:
+        raise ConfigError("model is empty", hint="set model { ssd { ... } } or model { faster_rcnn { ... } }")
+    arch = getattr(model_config, kind)
+    if not hasattr(arch, "image_resizer"):
+        raise UnsupportedError(f"model {kind} has no image_resizer odkit can use")
+    return arch
+
+
+def resizer_for_model(model_config: Any) -> ImageResizer:
+    return build_image_resizer(model_arch(model_config).image_resizer)
+
+
+def single_reader(reader: Any) -> Any:
+    """An InputReader; a repeated eval_input_reader with exactly one entry is accepted too."""
+    if hasattr(reader, "WhichOneof"):
+        return reader
+    readers = list(reader)
+    if len(readers) != 1:
+        raise ConfigError(f"expected one input reader, the config has {len(readers)}",
+                          hint="pass one eval_input_reader entry")
+    return readers[0]
+
+
+def check_input_reader(reader: Any) -> None:
+    """Raise for input_reader settings that cannot work at all."""
+    if reader.WhichOneof("input_reader") == "external_input_reader":
+        raise UnsupportedError("external_input_reader is not supported", hint="use tf_record_input_reader")
+    if reader.input_type == 2:
+        raise UnsupportedError("input_type TF_SEQUENCE_EXAMPLE is not supported", hint="use TF_EXAMPLE records")
+
+
+class InputLoader(DataLoader):
+    """DataLoader over a StreamSampler that knows its position in the stream (for exact resume).
+
+    state_dict() gives the position after the last batch handed out; load_state_dict() makes the next
+    iteration start there. A finite stream (num_epochs > 0) that is read to the end starts over next time.
+    """
+
+    def __init__(self, dataset: DetectionDataset, sampler: StreamSampler, batch_size: int, drop_last: bool,
+                 **kwargs: Any) -> None:
+        super().__init__(dataset, batch_sampler=BatchSampler(sampler, batch_size, drop_last), **kwargs)
+        self.stream = sampler
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        start = self.stream.position
+        consumed = 0
+        for batch in super().__iter__():
+            if ERROR_KEY in batch:
+                raise_carried_error(batch[ERROR_KEY])
+            consumed += len(batch["source_ids"])
+            self.stream.position = start + consumed
+            yield batch
+        if self.stream.num_epochs:
+            self.stream.position = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.stream.load_state_dict(state)
+
+
+def build_dataset(input_reader: Any, model_config: Any, train_config: Any = None, *, is_training: bool,
+                  seed: int = 0, retain_original_images: bool = False) -> DetectionDataset:
+    """The map-style dataset (records, augmentation when training, resizer)."""
+    input_reader = single_reader(input_reader)
+    check_input_reader(input_reader)
+    arch = model_arch(model_config)
+    augmenter = None
+    if is_training and train_config is not None and len(train_config.data_augmentation_options):
+        augmenter = build_augmenter(train_config.data_augmentation_options)
+    transform = InputTransform(build_image_resizer(arch.image_resizer), augmenter,
+                               num_classes=arch.num_classes or None, retain_original_image=retain_original_images)
+    label_map = None
+    if input_reader.label_map_path:
+        from odkit.data.label_map import load_label_map
+
+        label_map = load_label_map(input_reader.label_map_path)
+    records = index_records(list(input_reader.tf_record_input_reader.input_path),
+                            input_reader.sample_1_of_n_examples)
+    return DetectionDataset(records, transform, label_map=label_map, use_display_name=input_reader.use_display_name,
+                            seed=seed)
+
+
+def default_num_workers(input_reader: Any) -> int:
+    return max(0, min(int(input_reader.num_readers or 1), os.cpu_count() or 1))
+
+
+def build_input_loader(input_reader: Any, model_config: Any, train_config: Any = None, *, is_training: bool,
+                       batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                       num_workers: int | None = None, retain_original_images: bool = False) -> InputLoader:
+    """DataLoader yielding the batch dicts of docs/ARCHITECTURE.md ("Input pipeline").
+
+    Training: augmentation from train_config.data_augmentation_options, boxes padded to
+    train_config.max_number_of_boxes, incomplete last batch dropped. Eval: no augmentation, boxes padded to
+    input_reader.max_number_of_boxes. shuffle / num_epochs / sample_1_of_n_examples come from input_reader.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    input_reader = single_reader(input_reader)
+    dataset = build_dataset(input_reader, model_config, train_config, is_training=is_training, seed=seed,
+                            retain_original_images=retain_original_images)
+    sampler = StreamSampler(len(dataset), shuffle=input_reader.shuffle, seed=seed, num_epochs=input_reader.num_epochs,
+                            rank=rank, world_size=world_size, even=is_training)
+    if is_training and train_config is not None:
+        max_boxes = train_config.max_number_of_boxes
+    else:
+        max_boxes = input_reader.max_number_of_boxes
+    resizer = dataset.transform.resizer
+    workers = default_num_workers(input_reader) if num_workers is None else int(num_workers)
+    kwargs: dict[str, Any] = {
+        "num_workers": workers,
+        "collate_fn": Collator(max_boxes or None, resizer.pad_value()),
+        "pin_memory": torch.cuda.is_available(),
+    }
+    if workers > 0:
+        kwargs.update(persistent_workers=True, worker_init_fn=_worker_init,
+                      prefetch_factor=max(2, int(input_reader.num_prefetch_batches or 2)))
+    return InputLoader(dataset, sampler, batch_size, drop_last=is_training, **kwargs)

@@ -1,0 +1,197 @@
+"""Map-style detection dataset over TFRecord shards, and the resumable, rank-aware stream sampler."""
+
+from __future__ import annotations
+
+import os
+import random
+import types
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from odkit import errors
+from odkit.errors import DataError, OdkitError
+from odkit.inputs.augment import Augmenter, make_sample, to_uint8
+from odkit.inputs.resizers import ImageResizer
+
+ERROR_KEY = "__odkit_error__"
+
+
+def raise_carried_error(info: tuple[str, str, str | None, str | None]) -> None:
+    """Re-raise an OdkitError that a DataLoader worker returned as data."""
+    name, message, where, hint = info
+    cls = getattr(errors, name, OdkitError)
+    if not (isinstance(cls, type) and issubclass(cls, OdkitError)):
+        cls = OdkitError
+    raise cls(message, where=where, hint=hint)
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    path: str
+    offset: int
+
+
+def index_records(input_paths: Sequence[str], sample_1_of_n: int = 1) -> list[RecordRef]:
+    """(path, offset) of every record of the expanded input paths, in file order; keeps every n-th."""
+    from odkit.data.tfrecord import TFRecordReader, expand_paths
+
+    if not input_paths:
+        raise DataError("input reader has no tf_record_input_reader.input_path",
+                        hint="set tf_record_input_reader { input_path: \"train.record-?????-of-000NN\" }")
+    refs = [RecordRef(p, off) for p in expand_paths(list(input_paths)) for off in TFRecordReader(p).index()]
+    n = max(1, int(sample_1_of_n))
+    refs = refs[::n]
+    if not refs:
+        raise DataError(f"no records found in {', '.join(input_paths)}")
+    return refs
+
+
+class InputTransform:
+    """Augment (training) -> resize with the model's image_resizer -> realign boxes -> uint8 example dict."""
+
+    def __init__(self, resizer: ImageResizer, augmenter: Augmenter | None = None, num_classes: int | None = None,
+                 retain_original_image: bool = False) -> None:
+        self.resizer = resizer
+        self.augmenter = augmenter
+        self.num_classes = num_classes
+        self.retain_original_image = retain_original_image
+
+    def __call__(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+                 rng: random.Random, where: str = "") -> dict[str, Any]:
+        original = image
+        keep = torch.isfinite(boxes).all(dim=1) & (labels > 0)  # TF drops NaN boxes and unknown (-1) classes
+        if self.num_classes is not None and bool((labels[keep] > self.num_classes).any()):
+            bad = int(labels[keep].max())
+            raise DataError(f"class id {bad} is larger than num_classes {self.num_classes}", where=where,
+                            hint="check the label map / num_classes in the model config")
+        sample = make_sample(image, boxes[keep], labels[keep], weights[keep])
+        if self.augmenter is not None and len(self.augmenter):
+            sample = self.augmenter(sample, rng)
+            b = sample.boxes  # crops can leave zero-area slivers; they would give inf box-coder targets
+            sample.keep((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]))
+        image_out, true_shape = self.resizer.resize_uint8(to_uint8(sample.image))
+        out_h, out_w = int(image_out.shape[-2]), int(image_out.shape[-1])
+        th, tw = int(true_shape[0]), int(true_shape[1])
+        scale = torch.tensor([th / out_h, tw / out_w, th / out_h, tw / out_w], dtype=torch.float32)
+        result = {
+            "image": image_out,
+            "true_image_shape": true_shape,
+            "boxes": (sample.boxes * scale).to(torch.float32),
+            "classes": sample.fields["labels"].to(torch.int64),
+            "weights": sample.fields["weights"].to(torch.float32),
+            "original_size": torch.tensor([original.shape[-2], original.shape[-1]], dtype=torch.int64),
+        }
+        if self.retain_original_image:
+            result["original_image"] = original
+        return result
+
+
+class DetectionDataset(Dataset):
+    """Records -> example dicts. Items are record positions or (position, epoch) from StreamSampler."""
+
+    def __init__(self, records: Sequence[RecordRef], transform: InputTransform, label_map: Any = None,
+                 use_display_name: bool = False, seed: int = 0) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self.seed = int(seed)
+        self.label_map = label_map
+        if label_map is not None and use_display_name:
+            self.label_map = types.SimpleNamespace(name_to_id=label_map.display_name_to_id())
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        try:
+            return self.load(item)
+        except OdkitError as exc:  # carried to the main process as data, re-raised there as one line
+            return {ERROR_KEY: (type(exc).__name__, exc.message, exc.where, exc.hint)}
+
+    def load(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        """One example dict; OdkitError on bad data."""
+        from odkit.data.example import decode_detection_example
+        from odkit.data.image_io import decode_image
+        from odkit.data.tfrecord import read_record
+
+        idx, epoch = (item, 0) if isinstance(item, int) else item
+        ref = self.records[idx]
+        where = f"{os.path.basename(ref.path)}:offset {ref.offset}"
+        ex = decode_detection_example(read_record(ref.path, ref.offset), where=where, label_map=self.label_map,
+                                      ignore_unsupported=True)
+        image = decode_image(ex.image, where=where)
+        rng = random.Random(f"{self.seed}:{epoch}:{idx}")
+        out = self.transform(image, torch.from_numpy(np.asarray(ex.boxes, np.float32)).reshape(-1, 4),
+                             torch.from_numpy(np.asarray(ex.labels, np.int64)),
+                             torch.from_numpy(np.asarray(ex.weights, np.float32)), rng, where)
+        out["source_id"] = ex.source_id or ex.filename or where
+        out["filename"] = ex.filename
+        return out
+
+
+class StreamSampler(Sampler):
+    """Deterministic stream of (record index, epoch) for one rank.
+
+    Each epoch is a permutation of all records (seeded by seed + epoch) when shuffling, file order
+    otherwise; rank r takes every world_size-th element, so ranks are disjoint (DataLoader workers then
+    split this rank's stream). With even=True, the epoch is padded by wrap-around so every rank has the
+    same length. num_epochs=0 repeats forever. The position (samples of this rank already consumed) is
+    saved with state_dict() and restored with load_state_dict() for exact resume.
+    """
+
+    def __init__(self, num_records: int, *, shuffle: bool, seed: int = 0, num_epochs: int = 0, rank: int = 0,
+                 world_size: int = 1, even: bool = True) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} not in [0, {world_size})")
+        self.num_records, self.shuffle, self.seed = num_records, shuffle, int(seed)
+        self.num_epochs, self.rank, self.world_size, self.even = int(num_epochs), rank, world_size, even
+        self.position = 0
+
+    @property
+    def epoch_length(self) -> int:
+        """Samples per epoch for this rank."""
+        if self.even:
+            return -(-self.num_records // self.world_size)
+        return len(range(self.rank, self.num_records, self.world_size))
+
+    def _order(self, epoch: int) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(self.num_records, generator=g).tolist()
+        else:
+            order = list(range(self.num_records))
+        if self.even:
+            total = self.epoch_length * self.world_size
+            order = (order * (total // max(1, len(order)) + 1))[:total]
+        return order[self.rank::self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        length = self.epoch_length
+        if length == 0:
+            return
+        epoch, i = divmod(self.position, length)
+        while not self.num_epochs or epoch < self.num_epochs:
+            order = self._order(epoch)
+            for j in range(i, length):
+                yield order[j], epoch
+            epoch, i = epoch + 1, 0
+
+    def __len__(self) -> int:
+        if not self.num_epochs:
+            return 2**62
+        return max(0, self.num_epochs * self.epoch_length - self.position)
+
+    def state_dict(self) -> dict[str, int]:
+        e, i = divmod(self.position, max(1, self.epoch_length))
+        return {"position": self.position, "epoch": e, "index": i, "seed": self.seed,
+                "num_records": self.num_records, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state.get("num_records", self.num_records)) != self.num_records:
+            raise DataError(f"resume: the data stream had {state['num_records']} records, now {self.num_records}",
+                            hint="train on the same input files to resume exactly")
+        self.position = int(state["position"])
