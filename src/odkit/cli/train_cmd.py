@@ -1,15 +1,65 @@
-"""odkit CLI: placeholder until the owning module lands."""
+"""`odkit train`: train a model from a pipeline.config (model_main_tf2.py without --checkpoint_dir).
+
+Runs on one process, or on several with `torchrun --nproc_per_node N -m odkit train ...`.
+Running the same command again resumes from the latest checkpoint in --model_dir.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from odkit.cli.common import not_implemented
+from odkit.cli.common import add_config_flags
 
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.set_defaults(command=command)
+    add_config_flags(p)
+    p.add_argument("--model_dir", required=True, help="where checkpoints, pipeline.config and train/ events go")
+    p.add_argument("--num_train_steps", type=int, default=None, help="overrides train_config.num_steps")
+    p.add_argument("--checkpoint_every_n", type=int, default=1000, help="save a checkpoint every N steps")
+    p.add_argument(
+        "--checkpoint_max_to_keep", type=int, default=7, help="keep the newest N checkpoints (TF default 7)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (model init, data order, augmentation)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="auto: bf16 on capable GPUs, fp16+GradScaler on others, fp32 on CPU (bf16 if use_bfloat16)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--eval_every_n", type=int, default=0, help="evaluate a checkpoint every N steps (0: never)")
+    p.add_argument("--num_workers", type=int, default=None, help="data-loading worker processes")
+    p.add_argument("--log_every_n", type=int, default=10, help="progress line and TensorBoard scalars every N steps")
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible resumes)")
+    p.add_argument(
+        "--allow_download",
+        action="store_true",
+        help="allow fetching torchvision:// fine_tune_checkpoint weights from the internet",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented(args.command)
+    from odkit.training.api import train
+
+    train(
+        args.pipeline_config_path,
+        args.model_dir,
+        overrides=args.override,
+        config_overrides=args.config_override,
+        allow_unsupported=args.allow_unsupported,
+        num_train_steps=args.num_train_steps,
+        checkpoint_every_n=args.checkpoint_every_n,
+        keep_checkpoints=args.checkpoint_max_to_keep,
+        seed=args.seed,
+        precision=args.precision,
+        compile=args.compile,
+        device=args.device,
+        eval_every_n=args.eval_every_n,
+        num_workers=args.num_workers,
+        log_every_n=args.log_every_n,
+        deterministic=args.deterministic,
+        allow_download=args.allow_download,
+    )
+    return 0

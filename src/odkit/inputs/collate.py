@@ -38,17 +38,21 @@ def collate_examples(examples: Sequence[dict[str, Any]], max_boxes: int | None =
     classes = torch.zeros((b, m), dtype=torch.int64)
     weights = torch.zeros((b, m), dtype=torch.float32)
     num = torch.zeros((b,), dtype=torch.int64)
+    flag_keys = [k for k in ("difficult", "group_of") if all(k in e for e in examples)]
+    flags = {k: torch.zeros((b, m), dtype=torch.bool) for k in flag_keys}
     for i, e in enumerate(examples):
         n = min(counts[i], m)
         scale = torch.tensor([hs[i] / H, ws[i] / W, hs[i] / H, ws[i] / W])
         boxes[i, :n] = e["boxes"][:n] * scale
         classes[i, :n] = e["classes"][:n]
         weights[i, :n] = e["weights"][:n]
+        for k in flag_keys:
+            flags[k][i, :n] = e[k][:n]
         num[i] = n
     batch: dict[str, Any] = {
         "images": images,
         "true_image_shapes": torch.stack([e["true_image_shape"] for e in examples]).to(torch.int64),
-        "groundtruth": {"boxes": boxes, "classes": classes, "weights": weights, "num_boxes": num},
+        "groundtruth": {"boxes": boxes, "classes": classes, "weights": weights, "num_boxes": num, **flags},
         "source_ids": [e["source_id"] for e in examples],
         "filenames": [e["filename"] for e in examples],
         "original_sizes": torch.stack([e["original_size"] for e in examples]),

@@ -62,14 +62,16 @@ class InputTransform:
         self.retain_original_image = retain_original_image
 
     def __call__(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
-                 rng: random.Random, where: str = "") -> dict[str, Any]:
+                 rng: random.Random, where: str = "", flags: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """``flags``: optional per-box bool tensors (difficult, group_of) carried through augmentation."""
         original = image
         keep = torch.isfinite(boxes).all(dim=1) & (labels > 0)  # TF drops NaN boxes and unknown (-1) classes
         if self.num_classes is not None and bool((labels[keep] > self.num_classes).any()):
             bad = int(labels[keep].max())
             raise DataError(f"class id {bad} is larger than num_classes {self.num_classes}", where=where,
                             hint="check the label map / num_classes in the model config")
-        sample = make_sample(image, boxes[keep], labels[keep], weights[keep])
+        extra = {k: v.to(torch.bool)[keep] for k, v in (flags or {}).items()}
+        sample = make_sample(image, boxes[keep], labels[keep], weights[keep], **extra)
         if self.augmenter is not None and len(self.augmenter):
             sample = self.augmenter(sample, rng)
             b = sample.boxes  # crops can leave zero-area slivers; they would give inf box-coder targets
@@ -86,6 +88,8 @@ class InputTransform:
             "weights": sample.fields["weights"].to(torch.float32),
             "original_size": torch.tensor([original.shape[-2], original.shape[-1]], dtype=torch.int64),
         }
+        for k in extra:
+            result[k] = sample.fields[k].to(torch.bool)
         if self.retain_original_image:
             result["original_image"] = original
         return result
@@ -127,10 +131,22 @@ class DetectionDataset(Dataset):
         rng = random.Random(f"{self.seed}:{epoch}:{idx}")
         out = self.transform(image, torch.from_numpy(np.asarray(ex.boxes, np.float32)).reshape(-1, 4),
                              torch.from_numpy(np.asarray(ex.labels, np.int64)),
-                             torch.from_numpy(np.asarray(ex.weights, np.float32)), rng, where)
+                             torch.from_numpy(np.asarray(ex.weights, np.float32)), rng, where,
+                             flags=_box_flags(ex))
         out["source_id"] = ex.source_id or ex.filename or where
         out["filename"] = ex.filename
         return out
+
+
+def _box_flags(ex: Any) -> dict[str, torch.Tensor]:
+    """difficult / group_of per box when the record has them (evaluation uses them; training ignores them)."""
+    n = len(ex.labels)
+    out = {}
+    for key in ("difficult", "group_of"):
+        v = getattr(ex, key, None)
+        if v is not None and len(v) == n:
+            out[key] = torch.from_numpy(np.asarray(v, dtype=bool)).reshape(n)
+    return out
 
 
 class StreamSampler(Sampler):

@@ -1,0 +1,144 @@
+"""Losses with TF OD API semantics (`core/losses.py`), unreduced.
+
+Call: `loss(prediction [B, A, K], target [B, A, K], weights, ignore_nan_targets=False, losses_mask=None)`.
+`losses_mask` bool [B] zeroes whole images; `ignore_nan_targets` replaces NaN targets by the prediction.
+
+Localization (weights [B, A]) -> [B, A]:
+- `WeightedL2LocalizationLoss`: sum_k 0.5 * ((pred - target) * w)^2 (TF weights before squaring).
+- `WeightedSmoothL1LocalizationLoss(delta=1.0)`: sum_k huber(pred - target, delta) * w.
+- `L1LocalizationLoss`: sum_k |pred - target| * w.
+- `WeightedIOULocalizationLoss` / `WeightedGIOULocalizationLoss`: (1 - IoU / GIoU) * w; inputs are
+  decoded boxes `[ymin, xmin, ymax, xmax]`.
+Classification (weights [B, A] or [B, A, K]):
+- `WeightedSigmoidClassificationLoss` -> [B, A, K].
+- `SigmoidFocalClassificationLoss(gamma=2.0, alpha=None)` -> [B, A, K] (alpha None = no alpha weighting).
+- `WeightedSoftmaxClassificationLoss(logit_scale=1.0)` -> [B, A] (class weights averaged, like TF).
+- `BootstrappedSigmoidClassificationLoss(alpha, bootstrap_type='soft'|'hard')` -> [B, A, K].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from odkit.core import box_ops
+
+
+class Loss:
+    """Base: NaN-target handling and per-image mask, then `_compute`."""
+
+    is_localization = False
+
+    def __call__(
+        self,
+        prediction: Tensor,
+        target: Tensor,
+        weights: Tensor,
+        ignore_nan_targets: bool = False,
+        losses_mask: Tensor | None = None,
+    ) -> Tensor:
+        if ignore_nan_targets:
+            target = torch.where(torch.isnan(target), prediction.detach(), target)
+        if losses_mask is not None:
+            shape = (-1,) + (1,) * (weights.dim() - 1)
+            weights = weights * losses_mask.to(weights.dtype).view(shape)
+        return self._compute(prediction, target, weights)
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+def _class_weights(weights: Tensor, like: Tensor) -> Tensor:
+    return weights.unsqueeze(-1) if weights.dim() == like.dim() - 1 else weights
+
+
+class WeightedL2LocalizationLoss(Loss):
+    is_localization = True
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        diff = (prediction - target) * weights.unsqueeze(-1)
+        return (0.5 * diff * diff).sum(-1)
+
+
+class WeightedSmoothL1LocalizationLoss(Loss):
+    is_localization = True
+
+    def __init__(self, delta: float = 1.0) -> None:
+        self.delta = float(delta)
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        loss = F.huber_loss(prediction, target, reduction="none", delta=self.delta)
+        return (loss * weights.unsqueeze(-1)).sum(-1)
+
+
+class L1LocalizationLoss(Loss):
+    is_localization = True
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        return ((prediction - target).abs() * weights.unsqueeze(-1)).sum(-1)
+
+
+class WeightedIOULocalizationLoss(Loss):
+    is_localization = True
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        return (1.0 - box_ops.matched_iou(prediction, target)) * weights
+
+
+class WeightedGIOULocalizationLoss(Loss):
+    is_localization = True
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        return (1.0 - box_ops.matched_giou(prediction, target)) * weights
+
+
+class WeightedSigmoidClassificationLoss(Loss):
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        ce = F.binary_cross_entropy_with_logits(prediction, target, reduction="none")
+        return ce * _class_weights(weights, ce)
+
+
+class SigmoidFocalClassificationLoss(Loss):
+    def __init__(self, gamma: float = 2.0, alpha: float | None = 0.25) -> None:
+        self.gamma = float(gamma)
+        self.alpha = None if alpha is None else float(alpha)
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        ce = F.binary_cross_entropy_with_logits(prediction, target, reduction="none")
+        p = torch.sigmoid(prediction)
+        p_t = target * p + (1 - target) * (1 - p)
+        loss = ce
+        if self.gamma:
+            loss = loss * torch.pow(1.0 - p_t, self.gamma)
+        if self.alpha is not None:
+            loss = loss * (target * self.alpha + (1 - target) * (1 - self.alpha))
+        return loss * _class_weights(weights, loss)
+
+
+class WeightedSoftmaxClassificationLoss(Loss):
+    def __init__(self, logit_scale: float = 1.0) -> None:
+        self.logit_scale = float(logit_scale)
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        if weights.dim() == prediction.dim():
+            weights = weights.mean(-1)
+        logp = F.log_softmax(prediction / self.logit_scale, dim=-1)
+        return -(target * logp).sum(-1) * weights
+
+
+class BootstrappedSigmoidClassificationLoss(Loss):
+    def __init__(self, alpha: float, bootstrap_type: str = "soft") -> None:
+        if bootstrap_type not in ("soft", "hard"):
+            raise ValueError("bootstrap_type must be 'soft' or 'hard'")
+        self.alpha = float(alpha)
+        self.bootstrap_type = bootstrap_type
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        p = torch.sigmoid(prediction)
+        if self.bootstrap_type == "soft":
+            boot = self.alpha * target + (1.0 - self.alpha) * p
+        else:
+            boot = self.alpha * target + (1.0 - self.alpha) * (p > 0.5).to(p.dtype)
+        ce = F.binary_cross_entropy_with_logits(prediction, boot, reduction="none")
+        return ce * _class_weights(weights, ce)

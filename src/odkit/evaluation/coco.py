@@ -1,0 +1,323 @@
+"""COCO box metrics, a vectorised re-implementation of pycocotools' COCOeval (iouType="bbox").
+
+Numbers are identical to pycocotools on the same annotations (tests/test_coco_metrics.py):
+same IoU formula (crowd boxes: intersection over detection area), same greedy matching (gts
+sorted non-ignored first, the last gt with the best IoU wins ties), same top-100 per
+(image, category), same stable score ordering across images, same interpolated precision at
+101 recall points, -1 where a category has no (non-ignored) groundtruth.
+
+Inputs are flat numpy arrays in COCO conventions (absolute pixels, ``[x, y, w, h]``).
+Matching runs in padded batches of (image, category) groups of similar size, one loop step per
+detection rank, vectorised over groups and IoU thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+REC_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+MAX_DETS = (1, 10, 100)
+AREA_RANGES = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
+AREA_LABELS = ("all", "small", "medium", "large")
+
+# (TF OD API name, ap?, iou threshold or None, area label, max dets): pycocotools' summarize() order.
+SUMMARY = (
+    ("Precision/mAP", True, None, "all", 100),
+    ("Precision/mAP@.50IOU", True, 0.5, "all", 100),
+    ("Precision/mAP@.75IOU", True, 0.75, "all", 100),
+    ("Precision/mAP (small)", True, None, "small", 100),
+    ("Precision/mAP (medium)", True, None, "medium", 100),
+    ("Precision/mAP (large)", True, None, "large", 100),
+    ("Recall/AR@1", False, None, "all", 1),
+    ("Recall/AR@10", False, None, "all", 10),
+    ("Recall/AR@100", False, None, "all", 100),
+    ("Recall/AR@100 (small)", False, None, "small", 100),
+    ("Recall/AR@100 (medium)", False, None, "medium", 100),
+    ("Recall/AR@100 (large)", False, None, "large", 100),
+)
+METRIC_PREFIX = "DetectionBoxes_"
+COCO_METRIC_KEYS = tuple(METRIC_PREFIX + name for name, *_ in SUMMARY)
+
+
+@dataclass
+class CocoGroundtruth:
+    """Groundtruth annotations: one row per box (absolute pixels, xywh)."""
+
+    image_ids: np.ndarray  # int64 [N]
+    category_ids: np.ndarray  # int64 [N]
+    boxes: np.ndarray  # float64 [N, 4] x, y, w, h
+    areas: np.ndarray  # float64 [N]
+    iscrowd: np.ndarray  # bool [N]
+    all_image_ids: np.ndarray  # int64: every evaluated image (also those without boxes)
+    category_list: np.ndarray  # int64: every evaluated category id
+
+
+@dataclass
+class CocoDetections:
+    """Detections: one row per box (absolute pixels, xywh)."""
+
+    image_ids: np.ndarray  # int64 [D]
+    category_ids: np.ndarray  # int64 [D]
+    boxes: np.ndarray  # float64 [D, 4]
+    scores: np.ndarray  # float64 [D]
+
+
+@dataclass
+class CocoEvalResult:
+    """pycocotools' ``eval`` arrays plus the 12 summary numbers."""
+
+    precision: np.ndarray  # [T, R, K, A, M], -1 where undefined
+    recall: np.ndarray  # [T, K, A, M]
+    scores: np.ndarray  # [T, R, K, A, M] score at each recall threshold
+    category_ids: np.ndarray  # [K]
+    stats: np.ndarray = field(init=False)  # [12]
+
+    def __post_init__(self) -> None:
+        self.stats = np.array([self._summarize(*spec[1:]) for spec in SUMMARY])
+
+    def _summarize(self, ap: bool, iou: float | None, area: str, max_dets: int, k: int | None = None) -> float:
+        a = AREA_LABELS.index(area)
+        m = MAX_DETS.index(max_dets)
+        s = self.precision[:, :, :, a, m] if ap else self.recall[:, :, a, m]
+        if iou is not None:
+            s = s[np.where(iou == IOU_THRESHOLDS)[0]]
+        if k is not None:
+            s = s[:, :, k] if ap else s[:, k]
+        valid = s[s > -1]
+        return float(np.mean(valid)) if valid.size else -1.0
+
+    def category_stats(self) -> np.ndarray:
+        """[12, K]: the summary numbers per category (TF OD API's summarize_per_category)."""
+        out = np.zeros((len(SUMMARY), len(self.category_ids)))
+        for k in range(len(self.category_ids)):
+            for i, spec in enumerate(SUMMARY):
+                out[i, k] = self._summarize(*spec[1:], k=k)
+        return out
+
+
+def box_iou_xywh(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """IoU as pycocotools' bbIou: dt [..., D, 4], gt [..., G, 4], crowd [..., G] -> [..., D, G]."""
+    d = dt[..., :, None, :]
+    g = gt[..., None, :, :]
+    w = np.minimum(d[..., 2] + d[..., 0], g[..., 2] + g[..., 0]) - np.maximum(d[..., 0], g[..., 0])
+    h = np.minimum(d[..., 3] + d[..., 1], g[..., 3] + g[..., 1]) - np.maximum(d[..., 1], g[..., 1])
+    da = d[..., 2] * d[..., 3]
+    ga = g[..., 2] * g[..., 3]
+    inter = w * h
+    union = np.where(crowd[..., None, :], da, da + ga - inter)
+    ok = (w > 0) & (h > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
+
+
+def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique keys of a sorted key array and their start offsets (plus the end)."""
+    if keys.size == 0:
+        return keys, np.zeros(1, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return keys[starts], np.r_[starts, keys.size]
+
+
+def _bucket(n: np.ndarray) -> np.ndarray:
+    """Padded size class: 0, 1, 2, 4, 8, ..."""
+    out = np.zeros_like(n)
+    nz = n > 0
+    out[nz] = 2 ** np.ceil(np.log2(n[nz])).astype(np.int64)
+    return out
+
+
+def _match_bucket(
+    ious: np.ndarray,  # [N, D, G]
+    nd: np.ndarray,  # [N]
+    gt_ignore: np.ndarray,  # [N, G] (padding: True)
+    gt_crowd: np.ndarray,  # [N, G]
+    gt_valid: np.ndarray,  # [N, G]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching of pycocotools' evaluateImg for one area range.
+
+    Returns matched [N, T, D] and matched_to_ignored [N, T, D].
+    """
+    n, d_max, g_max = ious.shape
+    t = IOU_THRESHOLDS.size
+    # gts sorted non-ignored first (stable), padding last
+    key = np.where(gt_valid, gt_ignore.astype(np.int64), 2)
+    perm = np.argsort(key, axis=1, kind="stable")
+    ious = np.take_along_axis(ious, perm[:, None, :], axis=2)
+    ig = np.take_along_axis(gt_ignore, perm, axis=1)
+    crowd = np.take_along_axis(gt_crowd, perm, axis=1)
+    valid = np.take_along_axis(gt_valid, perm, axis=1)
+    thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[None, :, None]
+    gtm = np.zeros((n, t, g_max), dtype=bool)
+    matched = np.zeros((n, t, d_max), dtype=bool)
+    matched_ig = np.zeros((n, t, d_max), dtype=bool)
+    rows = np.arange(n)[:, None]
+    for d in range(d_max):
+        iou_d = ious[:, d, :][:, None, :]  # [N, 1, G]
+        elig = (iou_d >= thr) & (~gtm | crowd[:, None, :]) & valid[:, None, :]
+        elig &= (d < nd)[:, None, None]
+        picks = []
+        for part in (~ig, ig):
+            e = elig & part[:, None, :]
+            vals = np.where(e, iou_d, -1.0)[..., ::-1]
+            idx = g_max - 1 - np.argmax(vals, axis=-1)  # last gt with the best IoU
+            picks.append((e.any(-1), idx))
+        (has1, idx1), (has2, idx2) = picks
+        m = np.where(has1, idx1, idx2)
+        hit = has1 | has2  # [N, T]
+        matched[:, :, d] = hit
+        matched_ig[:, :, d] = hit & ig[rows, m]
+        r, c = np.nonzero(hit)
+        gtm[r, c, m[r, c]] = True
+    return matched, matched_ig
+
+
+def evaluate(gt: CocoGroundtruth, dt: CocoDetections) -> CocoEvalResult:
+    """pycocotools' evaluate() + accumulate() for boxes, vectorised."""
+    img_ids = np.unique(np.asarray(gt.all_image_ids, dtype=np.int64))
+    cat_ids = np.unique(np.asarray(gt.category_list, dtype=np.int64))
+    n_img, n_cat = img_ids.size, cat_ids.size
+    t_n, r_n, a_n, m_n = IOU_THRESHOLDS.size, REC_THRESHOLDS.size, len(AREA_RANGES), len(MAX_DETS)
+    precision = -np.ones((t_n, r_n, n_cat, a_n, m_n))
+    recall = -np.ones((t_n, n_cat, a_n, m_n))
+    score_out = -np.ones((t_n, r_n, n_cat, a_n, m_n))
+    if n_cat == 0 or n_img == 0:
+        return CocoEvalResult(precision, recall, score_out, cat_ids)
+
+    def index(ids: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.clip(np.searchsorted(table, ids), 0, table.size - 1)
+        return pos, table[pos] == ids
+
+    # groundtruth
+    gi, ok_i = index(gt.image_ids, img_ids)
+    gk, ok_k = index(gt.category_ids, cat_ids)
+    keep = ok_i & ok_k
+    g_img, g_cat = gi[keep], gk[keep]
+    g_box = np.asarray(gt.boxes, dtype=np.float64).reshape(-1, 4)[keep]
+    g_area = np.asarray(gt.areas, dtype=np.float64)[keep]
+    g_crowd = np.asarray(gt.iscrowd, dtype=bool)[keep]
+    g_group = g_img * n_cat + g_cat
+    g_order = np.lexsort((np.arange(g_group.size), g_group))
+    g_group, g_box, g_area, g_crowd, g_cat = (x[g_order] for x in (g_group, g_box, g_area, g_crowd, g_cat))
+
+    # detections: top maxDets[-1] per (image, category) by score, stable
+    di, ok_i = index(dt.image_ids, img_ids)
+    dk, ok_k = index(dt.category_ids, cat_ids)
+    keep = ok_i & ok_k
+    d_img, d_cat = di[keep], dk[keep]
+    d_box = np.asarray(dt.boxes, dtype=np.float64).reshape(-1, 4)[keep]
+    d_score = np.asarray(dt.scores, dtype=np.float64)[keep]
+    d_group = d_img * n_cat + d_cat
+    d_order = np.lexsort((-d_score, d_group))
+    d_group, d_box, d_score, d_img, d_cat = (x[d_order] for x in (d_group, d_box, d_score, d_img, d_cat))
+    d_keys, d_bounds = _segments(d_group)
+    d_rank = np.arange(d_group.size) - np.repeat(d_bounds[:-1], np.diff(d_bounds))
+    top = d_rank < MAX_DETS[-1]
+    d_group, d_box, d_score, d_img, d_cat, d_rank = (
+        x[top] for x in (d_group, d_box, d_score, d_img, d_cat, d_rank)
+    )
+    d_area = d_box[:, 2] * d_box[:, 3]
+    d_keys, d_bounds = _segments(d_group)
+    g_keys, g_bounds = _segments(g_group)
+
+    # groups with both detections and groundtruth need matching
+    both, d_sel, g_sel = np.intersect1d(d_keys, g_keys, return_indices=True)
+    nd_all = np.diff(d_bounds)[d_sel]
+    ng_all = np.diff(g_bounds)[g_sel]
+    d_start = d_bounds[:-1][d_sel]
+    g_start = g_bounds[:-1][g_sel]
+
+    n_det = d_group.size
+    det_matched = np.zeros((a_n, t_n, n_det), dtype=bool)
+    det_ignored = np.zeros((a_n, t_n, n_det), dtype=bool)
+
+    bd, bg = _bucket(nd_all), _bucket(ng_all)
+    bucket_key = bd * 1_000_000 + bg
+    for bk in np.unique(bucket_key):
+        sel = np.flatnonzero(bucket_key == bk)
+        nd, ng = nd_all[sel], ng_all[sel]
+        dm, gm = int(nd.max()), int(ng.max())
+        dpos = d_start[sel][:, None] + np.arange(dm)[None, :]
+        dvalid = np.arange(dm)[None, :] < nd[:, None]
+        dpos = np.where(dvalid, dpos, 0)
+        gpos = g_start[sel][:, None] + np.arange(gm)[None, :]
+        gvalid = np.arange(gm)[None, :] < ng[:, None]
+        gpos = np.where(gvalid, gpos, 0)
+        crowd = g_crowd[gpos] & gvalid
+        ious = box_iou_xywh(d_box[dpos], g_box[gpos], crowd)
+        area = g_area[gpos]
+        for a, (lo, hi) in enumerate(AREA_RANGES):
+            ignore = g_crowd[gpos] | (area < lo) | (area > hi) | ~gvalid
+            matched, matched_ig = _match_bucket(ious, nd, ignore, crowd, gvalid)
+            flat = dpos[dvalid]
+            det_matched[a][:, flat] = matched.transpose(1, 0, 2)[:, dvalid]
+            det_ignored[a][:, flat] = matched_ig.transpose(1, 0, 2)[:, dvalid]
+
+    # accumulate
+    order = np.lexsort((d_rank, d_img, -d_score, d_cat))
+    s_cat, s_rank, s_score = d_cat[order], d_rank[order], d_score[order]
+    cat_keys, cat_bounds = _segments(s_cat)
+    cat_start = {int(k): (int(cat_bounds[i]), int(cat_bounds[i + 1])) for i, k in enumerate(cat_keys)}
+    for a, (lo, hi) in enumerate(AREA_RANGES):
+        g_ig = g_crowd | (g_area < lo) | (g_area > hi)
+        npig_all = np.bincount(g_cat[~g_ig], minlength=n_cat)
+        out_of_range = (d_area < lo) | (d_area > hi)
+        dtm = det_matched[a][:, order]
+        dtig = det_ignored[a][:, order] | (~det_matched[a][:, order] & out_of_range[order][None, :])
+        tps_all = dtm & ~dtig
+        fps_all = ~dtm & ~dtig
+        for k in range(n_cat):
+            npig = int(npig_all[k])
+            if npig == 0:
+                continue
+            lo_k, hi_k = cat_start.get(k, (0, 0))
+            for m, max_det in enumerate(MAX_DETS):
+                rsel = lo_k + np.flatnonzero(s_rank[lo_k:hi_k] < max_det)
+                nd = rsel.size
+                if nd == 0:
+                    recall[:, k, a, m] = 0
+                    precision[:, :, k, a, m] = 0
+                    score_out[:, :, k, a, m] = 0
+                    continue
+                tp = np.cumsum(tps_all[:, rsel], axis=1).astype(float)
+                fp = np.cumsum(fps_all[:, rsel], axis=1).astype(float)
+                rc = tp / npig
+                pr = tp / (fp + tp + np.spacing(1))
+                recall[:, k, a, m] = rc[:, -1]
+                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+                sc = s_score[rsel]
+                for t in range(t_n):
+                    inds = np.searchsorted(rc[t], REC_THRESHOLDS, side="left")
+                    ok = inds < nd
+                    q = np.zeros(r_n)
+                    ss = np.zeros(r_n)
+                    # pycocotools stops filling at the first out-of-range index (inds is sorted)
+                    q[ok] = pr[t, inds[ok]]
+                    ss[ok] = sc[inds[ok]]
+                    precision[t, :, k, a, m] = q
+                    score_out[t, :, k, a, m] = ss
+    return CocoEvalResult(precision, recall, score_out, cat_ids)
+
+
+def summary_metrics(
+    result: CocoEvalResult,
+    category_names: dict[int, str] | None = None,
+    *,
+    include_metrics_per_category: bool = False,
+    all_metrics_per_category: bool = False,
+) -> dict[str, float]:
+    """The TF OD API's coco_detection_metrics dict (DetectionBoxes_* keys)."""
+    out = {METRIC_PREFIX + name: float(v) for (name, *_), v in zip(SUMMARY, result.stats)}
+    if include_metrics_per_category:
+        names = category_names or {}
+        per_cat = result.category_stats()
+        for k, cid in enumerate(result.category_ids):
+            name = names.get(int(cid), str(int(cid)))
+            out[f"{METRIC_PREFIX}PerformanceByCategory/mAP/{name}"] = float(per_cat[0, k])
+            if all_metrics_per_category:
+                for i, (metric, *_) in enumerate(SUMMARY):
+                    out[f"{METRIC_PREFIX}{metric} ByCategory/{name}"] = float(per_cat[i, k])
+    return out

@@ -1,0 +1,244 @@
+"""Evaluate a model on the eval input: metrics, side-by-side pictures, TensorBoard, metrics JSON.
+
+    metrics = evaluate_checkpoint(config, "model_dir/ckpt-1000", "model_dir")   # writes model_dir/eval/
+    metrics, extras = evaluate_model(model, loader, config.eval_config, label_map)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalExtras:
+    """What evaluate_model keeps besides the metric dict."""
+
+    num_images: int = 0
+    pictures: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (image id, HxWx3 uint8 side by side)
+    accumulator: DetectionMetrics | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+def category_names(label_map: Any) -> dict[int, str]:
+    """id -> display name from an odkit LabelMap or a plain {id: name} mapping."""
+    if isinstance(label_map, Mapping):
+        return {int(k): str(v) for k, v in label_map.items()}
+    if hasattr(label_map, "id_to_display_name"):
+        return dict(label_map.id_to_display_name)
+    raise TypeError(f"unsupported label map type {type(label_map).__name__}")
+
+
+def _field(msg: Any, name: str, default: Any) -> Any:
+    """A proto (or namespace) field with a fallback when the object lacks it."""
+    return getattr(msg, name, default)
+
+
+def gt_to_original_frame(boxes: np.ndarray, padded_hw: tuple[int, int], true_hw: np.ndarray,
+                         original_hw: np.ndarray) -> np.ndarray:
+    """Groundtruth normalized to the padded model input -> absolute pixels of the original image
+    (eval_util.result_dict_for_batched_example: realign to the true image, then scale_to_absolute)."""
+    h_pad, w_pad = padded_hw
+    th, tw = float(true_hw[0]), float(true_hw[1])
+    oh, ow = float(original_hw[0]), float(original_hw[1])
+    scale = np.array([h_pad / th * oh, w_pad / tw * ow, h_pad / th * oh, w_pad / tw * ow], dtype=np.float32)
+    return (boxes.astype(np.float32) * scale).astype(np.float32)
+
+
+def dets_to_original_frame(boxes: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
+    """Detections normalized to the true image -> absolute pixels of the original image."""
+    oh, ow = float(original_hw[0]), float(original_hw[1])
+    return (boxes.astype(np.float32) * np.array([oh, ow, oh, ow], dtype=np.float32)).astype(np.float32)
+
+
+def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
+                  det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
+                  eval_config: Any) -> np.ndarray:
+    from odkit.evaluation.visualize import side_by_side
+
+    return side_by_side(
+        image_hwc, gt_boxes, gt_classes, det_boxes, det_scores, det_classes, names,
+        min_score_threshold=float(_field(eval_config, "min_score_threshold", 0.5)),
+        max_boxes=int(_field(eval_config, "max_num_boxes_to_visualize", 20)),
+        skip_scores=bool(_field(eval_config, "skip_scores", False)),
+        skip_labels=bool(_field(eval_config, "skip_labels", False)),
+        groundtruth_on_detections=bool(_field(eval_config, "visualize_groundtruth_boxes", False)),
+        groundtruth_color=str(_field(eval_config, "groundtruth_box_visualization_color", "black")),
+    )
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    loader: Any,
+    eval_config: Any,
+    label_map: Any,
+    *,
+    device: str | torch.device | None = None,
+    max_examples: int | None = None,
+    compute_losses: bool = True,
+) -> tuple[dict[str, float], EvalExtras]:
+    """Run ``model`` over one pass of ``loader``; return (metrics, extras).
+
+    Groundtruth and detections are compared in absolute pixels of the original image. Optional
+    groundtruth keys ``is_crowd``, ``difficult``, ``group_of`` ([B, M] bool) are used when the loader
+    provides them. Eval losses ("Loss/...", with regularization and total as the TF OD API reports them)
+    are added when the model can compute them.
+    """
+    names = category_names(label_map)
+    metrics_set = check_metrics_set(list(_field(eval_config, "metrics_set", [])))
+    acc = DetectionMetrics(
+        names,
+        metrics_set,
+        include_metrics_per_category=bool(_field(eval_config, "include_metrics_per_category", False)),
+        all_metrics_per_category=bool(_field(eval_config, "all_metrics_per_category", False)),
+        recall_lower_bound=float(_field(eval_config, "recall_lower_bound", 0.0)),
+        recall_upper_bound=float(_field(eval_config, "recall_upper_bound", 1.0)),
+        skip_predictions_for_unlabeled_class=bool(_field(eval_config, "skip_predictions_for_unlabeled_class", False)),
+    )
+    num_vis = int(_field(eval_config, "num_visualizations", 10))
+    extras = EvalExtras(accumulator=acc)
+    dev = torch.device(device) if device is not None else next(iter(model.parameters()), torch.empty(0)).device
+    model.eval()
+    limit = max_examples
+    try:
+        limit = min(limit or len(loader.dataset), len(loader.dataset)) if hasattr(loader, "dataset") else limit
+    except TypeError:
+        pass
+    loss_sums: dict[str, float] = {}
+    loss_batches = 0
+    with torch.no_grad():
+        for batch in loader:
+            images = batch["images"].to(dev)
+            tis = batch["true_image_shapes"].to(dev)
+            gt = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch["groundtruth"].items()}
+            pred = model.predict(model.preprocess(images))
+            dets = model.postprocess(pred, tis)
+            if compute_losses:
+                try:
+                    losses = model.loss(pred, gt, tis)
+                except Exception as exc:  # a model that cannot score its eval losses still gets metrics
+                    log.warning("eval losses skipped: %s: %s", type(exc).__name__, exc)
+                    compute_losses = False
+                else:
+                    losses = {k: float(v) for k, v in losses.items()}
+                    if hasattr(model, "regularization_loss"):
+                        losses["Loss/regularization_loss"] = float(model.regularization_loss())
+                    losses["Loss/total_loss"] = sum(losses.values())
+                    for k, v in losses.items():
+                        loss_sums[k] = loss_sums.get(k, 0.0) + v
+                    loss_batches += 1
+            _add_batch(acc, extras, batch, gt, dets, images, names, eval_config, num_vis, limit)
+            if limit is not None and extras.num_images >= limit:
+                break
+    if loss_batches:
+        extras.losses = {k: v / loss_batches for k, v in loss_sums.items()}
+    metrics = acc.compute()
+    metrics.update(extras.losses)
+    return metrics, extras
+
+
+def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any], gt: dict[str, Any],
+               dets: dict[str, torch.Tensor], images: torch.Tensor, names: dict[int, str], eval_config: Any,
+               num_vis: int, limit: int | None) -> None:
+    d_boxes = dets["detection_boxes"].float().cpu().numpy()
+    d_scores = dets["detection_scores"].float().cpu().numpy()
+    d_classes = dets["detection_classes"].cpu().numpy()
+    d_num = dets["num_detections"].cpu().numpy()
+    g_boxes = gt["boxes"].float().cpu().numpy()
+    g_classes = gt["classes"].cpu().numpy()
+    g_num = gt["num_boxes"].cpu().numpy()
+    optional = {k: gt[k].cpu().numpy().astype(bool) for k in ("is_crowd", "difficult", "group_of") if k in gt}
+    tis = batch["true_image_shapes"].cpu().numpy()
+    orig = batch["original_sizes"].cpu().numpy()
+    padded = (int(images.shape[-2]), int(images.shape[-1]))
+    for i in range(images.shape[0]):
+        if limit is not None and extras.num_images >= limit:
+            return
+        ng = int(g_num[i])
+        valid = g_classes[i, :ng] > 0
+        gb = gt_to_original_frame(g_boxes[i, :ng][valid], padded, tis[i], orig[i])
+        gc = g_classes[i, :ng][valid]
+        nd = int(d_num[i])
+        db = dets_to_original_frame(d_boxes[i, :nd], orig[i])
+        ds = d_scores[i, :nd]
+        dc = np.rint(d_classes[i, :nd]).astype(np.int64)
+        sid = str(batch["source_ids"][i]) if batch.get("source_ids") else ""
+        acc.add_image(
+            sid, gb, gc, db, ds, dc,
+            gt_is_crowd=optional["is_crowd"][i, :ng][valid] if "is_crowd" in optional else None,
+            gt_difficult=optional["difficult"][i, :ng][valid] if "difficult" in optional else None,
+            gt_group_of=optional["group_of"][i, :ng][valid] if "group_of" in optional else None,
+        )
+        extras.num_images += 1
+        if len(extras.pictures) < num_vis:
+            if "original_images" in batch:
+                img = batch["original_images"][i].cpu().numpy().transpose(1, 2, 0)
+            else:  # the valid region of the model input, stretched back to the original size by the boxes
+                th, tw = int(tis[i][0]), int(tis[i][1])
+                img = images[i, :, :th, :tw].cpu().numpy().transpose(1, 2, 0)
+            norm_g = gb / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
+            norm_d = db / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
+            pic = _side_by_side(np.ascontiguousarray(img.astype(np.uint8)), norm_g, gc, norm_d, ds, dc, names,
+                                eval_config)
+            extras.pictures.append((sid or f"image_{extras.num_images}", pic))
+
+
+# ---- checkpoints ------------------------------------------------------------------------------------
+
+
+def evaluate_checkpoint(
+    config: Any,
+    ckpt_path: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    *,
+    device: str | None = None,
+    use_ema: bool | None = None,
+    max_examples: int | None = None,
+    write_outputs: bool = True,
+) -> dict[str, float]:
+    """Evaluate one checkpoint on eval_input_reader[0]; write model_dir/eval/ outputs; return metrics."""
+    from odkit.builders.model_builder import build_model
+    from odkit.checkpoints import load_weights
+    from odkit.data.label_map import LabelMap, load_label_map
+    from odkit.errors import ConfigError
+    from odkit.inputs.builder import build_input_loader
+
+    eval_config = config.eval_config
+    if not len(config.eval_input_reader):
+        raise ConfigError("the pipeline config has no eval_input_reader", hint="add eval_input_reader { ... }")
+    reader = config.eval_input_reader[0]
+    check_metrics_set(list(eval_config.metrics_set))
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_model(config.model, is_training=False)
+    ema = bool(eval_config.use_moving_averages) if use_ema is None else use_ema
+    ckpt = load_weights(model, ckpt_path, use_ema=ema)
+    model.to(dev)
+    if reader.label_map_path:
+        label_map: Any = load_label_map(reader.label_map_path)
+    else:
+        n = int(getattr(model, "num_classes", 0))
+        label_map = LabelMap.from_names([str(i) for i in range(1, n + 1)])
+    retain = bool(eval_config.retain_original_images) and int(eval_config.num_visualizations) > 0
+    loader = build_input_loader(reader, config.model, None, is_training=False,
+                                batch_size=max(1, int(eval_config.batch_size)), retain_original_images=retain)
+    if max_examples is None and eval_config.HasField("num_examples") and eval_config.num_examples > 0:
+        max_examples = int(eval_config.num_examples)
+    log.info("loaded %s weights of step %d; running on %s", "EMA" if ema else "model", ckpt.step, dev)
+    metrics, extras = evaluate_model(model, loader, eval_config, label_map, device=dev, max_examples=max_examples)
+    if write_outputs:
+        from odkit.evaluation.outputs import write_eval_outputs
+
+        write_eval_outputs(Path(model_dir) / "eval", ckpt.step, metrics, extras, eval_config,
+                           category_names(label_map))
+    return metrics

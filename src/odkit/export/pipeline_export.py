@@ -1,0 +1,127 @@
+"""``odkit export`` from a pipeline.config and a checkpoint (the TF OD API's exporter_main_v2.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from odkit import __version__
+from odkit.errors import ConfigError
+from odkit.export.exporter import DEFAULT_OPSET, FORMATS, ExportResult, export_model, write_label_map
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def read_label_map_classes(path: str, num_classes: int) -> list[dict[str, Any]]:
+    """[{"id", "name", "display_name"}] for ids 1..num_classes from a label_map.pbtxt (generic names for gaps)."""
+    from google.protobuf import text_format
+
+    from odkit.protos import string_int_label_map_pb2
+
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read label map: {exc}", where=path) from None
+    msg = string_int_label_map_pb2.StringIntLabelMap()
+    try:
+        text_format.Parse(text, msg)
+    except text_format.ParseError as exc:
+        raise ConfigError(f"invalid label map: {exc}", where=path) from None
+    by_id = {int(item.id): item for item in msg.item}
+    classes = []
+    for i in range(1, num_classes + 1):
+        item = by_id.get(i)
+        name = item.name if item is not None and item.name else f"class_{i}"
+        display = item.display_name if item is not None and item.display_name else name
+        classes.append({"id": i, "name": name, "display_name": display})
+    return classes
+
+
+def _label_map_path(config: Any) -> str | None:
+    readers = list(getattr(config, "eval_input_reader", [])) + [config.train_input_reader]
+    for reader in readers:
+        if reader.label_map_path:
+            return str(reader.label_map_path)
+    return None
+
+
+def _copy_checkpoint(src: Path, dest_root: Path, use_ema: bool, step: int) -> None:
+    """dest_root/checkpoint/ckpt-N/model.safetensors (the exported weights) + meta.json + index."""
+    from odkit.checkpoints import Checkpoint, write_index
+
+    ckpt_dir = dest_root / "checkpoint" / f"ckpt-{step}"
+    ckpt_dir.mkdir(parents=True)
+    shutil.copyfile(src / ("ema.safetensors" if use_ema else "model.safetensors"), ckpt_dir / "model.safetensors")
+    meta = {"step": step, "odkit_version": __version__, "complete": True, "exported_from": str(src),
+            "use_ema": use_ema}
+    (ckpt_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_index(dest_root / "checkpoint", [Checkpoint(step=step, path=ckpt_dir)])
+
+
+def export_from_config(
+    pipeline_config_path: str,
+    trained_checkpoint_dir: str,
+    output_directory: str,
+    *,
+    input_type: str = "image_tensor",
+    formats: Sequence[str] = FORMATS,
+    opset: int = DEFAULT_OPSET,
+    use_ema: bool = False,
+    overrides: Sequence[str] = (),
+    config_overrides: Sequence[str] = (),
+    allow_unsupported: bool = False,
+    verify: bool = True,
+    log: Callable[[str], None] = _stderr,
+) -> ExportResult:
+    """Build the model from the config, load the checkpoint weights and write the export folder."""
+    from odkit.builders.model_builder import build_model
+    from odkit.checkpoints import load_weights, resolve_checkpoint
+    from odkit.config import load, require_supported, to_text
+    from odkit.export.exporter import check_input_type, check_opset, parse_formats
+    from odkit.export.resize import export_resizer
+    from odkit.inputs.resizers import build_image_resizer
+
+    check_input_type(input_type)
+    formats = parse_formats(formats)
+    check_opset(opset)
+    config = load(pipeline_config_path, overrides=overrides, config_overrides=config_overrides)
+    require_supported(config, allow_unsupported, path=pipeline_config_path)
+    arch = config.model.WhichOneof("model")
+    if arch is None:
+        raise ConfigError("model {} is empty", where=pipeline_config_path)
+    ckpt = resolve_checkpoint(trained_checkpoint_dir)
+    model = build_model(config.model, is_training=False)
+    loaded = load_weights(model, ckpt, use_ema=use_ema)
+    resizer = export_resizer(build_image_resizer(getattr(config.model, arch).image_resizer))
+    log(f"odkit export: {arch} from {loaded.path} (step {loaded.step}{', EMA' if use_ema else ''})")
+
+    num_classes = int(model.num_classes)
+    lm_path = _label_map_path(config)
+    classes = None
+    if lm_path and Path(lm_path).is_file():
+        classes = read_label_map_classes(lm_path, num_classes)
+    elif lm_path:
+        log(f"odkit export: warning: label map {lm_path} not found; using generic class names")
+
+    def extra_files(tmp: Path) -> None:
+        (tmp / "pipeline.config").write_text(to_text(config))
+        _copy_checkpoint(loaded.path, tmp, use_ema, loaded.step)
+        if classes is not None:
+            write_label_map(tmp / "label_map.pbtxt", classes)
+
+    info = {
+        "architecture": arch,
+        "checkpoint": {"path": str(os.path.abspath(loaded.path)), "step": loaded.step, "use_ema": use_ema},
+        "label_map_source": lm_path if classes is not None else None,
+    }
+    return export_model(
+        model, resizer, output_directory, input_type=input_type, formats=formats, opset=opset, classes=classes,
+        extra_files=extra_files, extra_info=info, verify=verify, log=log,
+    )

@@ -1,0 +1,72 @@
+"""Compare two detection dicts (numpy, TF OD API names): used by export verification, tests, benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def _dets(d: Mapping[str, np.ndarray], index: int, min_score: float) -> list[tuple[int, float, np.ndarray]]:
+    n = int(np.asarray(d["num_detections"]).reshape(-1)[index])
+    boxes = np.asarray(d["detection_boxes"])[index][:n]
+    scores = np.asarray(d["detection_scores"])[index][:n]
+    classes = np.asarray(d["detection_classes"])[index][:n]
+    return [(int(c), float(s), b) for b, s, c in zip(boxes, scores, classes) if s >= min_score]
+
+
+def detection_differences(
+    expected: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    *,
+    min_score: float = 0.3,
+    box_tol: float = 1e-3,
+    score_tol: float = 1e-3,
+) -> list[str]:
+    """Detections of ``expected`` (score >= min_score + score_tol) missing from ``actual`` and vice versa.
+
+    A detection matches when the class is equal, |score diff| <= score_tol and every box coordinate is
+    within box_tol. Returns human-readable problems (empty when they agree).
+    """
+    return match_detections(expected, actual, min_score=min_score, box_tol=box_tol, score_tol=score_tol)[0]
+
+
+def match_detections(
+    expected: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    *,
+    min_score: float = 0.3,
+    box_tol: float = 1e-3,
+    score_tol: float = 1e-3,
+) -> tuple[list[str], int, float]:
+    """(problems, number of expected detections compared, largest box difference among matched pairs)."""
+    problems: list[str] = []
+    compared, worst = 0, 0.0
+    batch = np.asarray(expected["num_detections"]).reshape(-1).shape[0]
+    if np.asarray(actual["num_detections"]).reshape(-1).shape[0] != batch:
+        other = np.asarray(actual["num_detections"]).reshape(-1).shape[0]
+        return [f"batch size differs: {batch} vs {other}"], 0, float("inf")
+    for i in range(batch):
+        for name, a, b in (("expected", expected, actual), ("actual", actual, expected)):
+            others = _dets(b, i, min_score - score_tol)
+            for cls, score, box in _dets(a, i, min_score + score_tol):
+                diffs = [float(np.abs(bx - box).max()) for c, s, bx in others
+                         if c == cls and abs(s - score) <= score_tol]
+                ok = bool(diffs) and min(diffs) <= box_tol
+                if name == "expected":
+                    compared += 1
+                    worst = max(worst, min(diffs)) if ok else worst
+                if not ok:
+                    problems.append(
+                        f"image {i}: {name} detection class {cls} score {score:.4f} box "
+                        f"{np.round(box, 4).tolist()} has no match"
+                    )
+    return problems, compared, worst
+
+
+def max_abs_diff(expected: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], name: str) -> float:
+    """Largest absolute difference of one output (inf when shapes differ)."""
+    a, b = np.asarray(expected[name]), np.asarray(actual[name])
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0

@@ -1,0 +1,169 @@
+"""``Detector(model_dir).detect(image)``: run an odkit export folder on one image (numpy + Pillow only)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odkit.errors import OdkitError
+from odkit.inference.backends import BACKENDS, OnnxBackend, TorchScriptBackend
+from odkit.inference.images import DEFAULT_MAX_PIXELS, ImageInput, load_image
+
+INFO_FILE = "export_info.json"
+REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detection: 1-based label-map id, name, score and box [ymin, xmin, ymax, xmax] normalized."""
+
+    class_id: int
+    class_name: str
+    score: float
+    box: tuple[float, float, float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class_id": self.class_id,
+            "class_name": self.class_name,
+            "score": round(self.score, 6),
+            "box": [round(v, 6) for v in self.box],
+        }
+
+    def box_pixels(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) in pixels of a width x height image."""
+        ymin, xmin, ymax, xmax = self.box
+        return xmin * width, ymin * height, xmax * width, ymax * height
+
+
+def read_export_info(model_dir: Path) -> dict[str, Any]:
+    """Load and check model_dir/export_info.json; OdkitError naming the problem otherwise."""
+    if not model_dir.exists():
+        raise OdkitError(f"model folder {model_dir} not found", hint="give the --output_directory of `odkit export`")
+    if not model_dir.is_dir():
+        raise OdkitError(f"model path {model_dir} is not a folder", hint="give the --output_directory of `odkit export`")
+    path = model_dir / INFO_FILE
+    if not path.is_file():
+        raise OdkitError(
+            f"{model_dir} is not an odkit export folder (no {INFO_FILE})", hint="run `odkit export` to create one"
+        )
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OdkitError(f"cannot read {INFO_FILE}: {exc}", where=str(path), hint="re-run odkit export") from None
+    if not isinstance(info, dict) or not isinstance(info.get("formats"), dict) or not isinstance(info.get("outputs"), list):
+        raise OdkitError(f"{INFO_FILE} lacks 'formats' / 'outputs'", where=str(path), hint="re-run odkit export")
+    missing = [n for n in REQUIRED_OUTPUTS if n not in info["outputs"]]
+    if missing:
+        raise OdkitError(f"{INFO_FILE} outputs lack {missing}", where=str(path), hint="re-run odkit export")
+    return info
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+class Detector:
+    """An exported model ready to run: ``Detector("exported/").detect("dog.jpg")``.
+
+    backend: "auto" (ONNX with onnxruntime when available, else TorchScript), "onnx" or "torchscript".
+    min_score / max_boxes are the defaults for :meth:`detect`.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str],
+        backend: str = "auto",
+        *,
+        min_score: float = 0.5,
+        max_boxes: int = 100,
+        num_threads: int = 0,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise OdkitError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
+        self.model_dir = Path(model_dir)
+        self.info = read_export_info(self.model_dir)
+        self.min_score = float(min_score)
+        self.max_boxes = int(max_boxes)
+        self.max_pixels = max_pixels
+        self.input_dtype = np.float32 if self.info.get("input_dtype") == "float32" else np.uint8
+        self.output_names: list[str] = list(self.info["outputs"])
+        self.class_names: dict[int, str] = {}
+        for c in self.info.get("classes") or []:
+            if isinstance(c, dict) and "id" in c:
+                self.class_names[int(c["id"])] = str(c.get("display_name") or c.get("name") or f"class_{c['id']}")
+        self.backend = self._open_backend(backend, num_threads)
+
+    def _file(self, fmt: str) -> Path | None:
+        entry = self.info["formats"].get(fmt)
+        if not isinstance(entry, dict) or not entry.get("file"):
+            return None
+        path = self.model_dir / str(entry["file"])
+        if not path.is_file():
+            raise OdkitError(f"{path.name} listed in {INFO_FILE} is missing", where=str(self.model_dir),
+                             hint="re-run odkit export")
+        return path
+
+    def _open_backend(self, backend: str, num_threads: int) -> OnnxBackend | TorchScriptBackend:
+        if backend == "auto":
+            if self.info["formats"].get("onnx") and _has("onnxruntime"):
+                backend = "onnx"
+            elif self.info["formats"].get("torchscript") and _has("torch"):
+                backend = "torchscript"
+            else:
+                have = ", ".join(self.info["formats"]) or "none"
+                raise OdkitError(
+                    f"no usable runtime for {self.model_dir} (formats: {have})",
+                    hint="install onnxruntime for model.onnx, or torch for model.torchscript.pt",
+                )
+        path = self._file(backend)
+        if path is None:
+            raise OdkitError(f"{self.model_dir} has no {backend} model", hint="re-export with --formats onnx,torchscript")
+        if backend == "onnx":
+            return OnnxBackend(path, str(self.info.get("input_name", "input_tensor")), self.output_names, num_threads)
+        return TorchScriptBackend(path, self.output_names, num_threads)
+
+    def class_name(self, class_id: int) -> str:
+        return self.class_names.get(class_id, f"class_{class_id}")
+
+    def detect_raw(self, image: ImageInput) -> dict[str, np.ndarray]:
+        """All graph outputs (batch of one) for one image."""
+        pixels = load_image(image, self.max_pixels)
+        return self.run_batch(pixels[None])
+
+    def run_batch(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Graph outputs for ``[B, H, W, 3]`` pixels (B must be 1 unless the export has a dynamic batch)."""
+        return self.backend.run(np.ascontiguousarray(images.astype(self.input_dtype, copy=False)))
+
+    def to_detections(
+        self, raw: dict[str, np.ndarray], index: int = 0, *, min_score: float | None = None,
+        max_boxes: int | None = None,
+    ) -> list[Detection]:
+        """Detections of image ``index`` in ``raw`` with score >= min_score, at most max_boxes, best first."""
+        min_score = self.min_score if min_score is None else float(min_score)
+        max_boxes = self.max_boxes if max_boxes is None else int(max_boxes)
+        n = int(np.asarray(raw["num_detections"]).reshape(-1)[index])
+        boxes = np.asarray(raw["detection_boxes"])[index][:n]
+        scores = np.asarray(raw["detection_scores"])[index][:n]
+        classes = np.asarray(raw["detection_classes"])[index][:n]
+        out = []
+        for i in np.argsort(-scores, kind="stable"):
+            if scores[i] < min_score or len(out) >= max_boxes:
+                break
+            cid = int(round(float(classes[i])))
+            box = tuple(float(v) for v in np.clip(boxes[i], 0.0, 1.0))
+            out.append(Detection(cid, self.class_name(cid), float(scores[i]), box))  # type: ignore[arg-type]
+        return out
+
+    def detect(
+        self, image: ImageInput, *, min_score: float | None = None, max_boxes: int | None = None
+    ) -> list[Detection]:
+        """Detections for a path, bytes, PIL image or HxWx3 uint8 array."""
+        return self.to_detections(self.detect_raw(image), min_score=min_score, max_boxes=max_boxes)

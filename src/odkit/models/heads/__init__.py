@@ -1,0 +1,1 @@
+"""SSD box predictors: weight_shared.py (WeightSharedConvolutionalBoxPredictor), convolutional.py."""

@@ -1,0 +1,228 @@
+"""Conv hyperparameters (TF OD API `Hyperparams`) as a plain dataclass plus layer factories.
+
+`ConvHyperparams` is what `odkit.builders.hyperparams_builder.build_conv_hyperparams` returns. The factories
+build conv -> batch norm -> activation blocks that honour it:
+
+- initializer: truncated_normal / random_normal (mean, stddev) or variance_scaling (factor, mode, uniform)
+  on conv kernels; biases start at 0.
+- l2 regularizer: each kernel is tagged with `weight`; `l2_regularization_loss(module)` returns
+  `sum(0.5 * weight * sum(w**2))` (TF's `slim.l2_regularizer` / `keras l2(weight * 0.5)` as used by the
+  TF OD API hyperparams builder).
+- batch_norm: momentum = 1 - decay, eps = epsilon, scale (gamma trainable, else fixed 1), center (beta trainable,
+  else fixed 0), train=false freezes the statistics. No batch_norm: convs get a bias (TF `use_bias`);
+  force_use_bias adds a bias anyway.
+- activation: NONE, RELU, RELU_6, SWISH.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+L2_ATTR = "_odkit_l2"
+
+
+@dataclass(frozen=True)
+class Initializer:
+    kind: str = "truncated_normal"  # truncated_normal | random_normal | variance_scaling
+    mean: float = 0.0
+    stddev: float = 1.0
+    factor: float = 2.0
+    mode: str = "FAN_IN"  # FAN_IN | FAN_OUT | FAN_AVG
+    uniform: bool = False
+
+
+@dataclass(frozen=True)
+class BatchNormParams:
+    decay: float = 0.999
+    epsilon: float = 0.001
+    center: bool = True
+    scale: bool = False
+    train: bool = True
+
+
+@dataclass(frozen=True)
+class ConvHyperparams:
+    activation: str = "RELU"  # NONE | RELU | RELU_6 | SWISH
+    l2_weight: float = 0.0
+    initializer: Initializer = Initializer()
+    batch_norm: BatchNormParams | None = None
+    force_use_bias: bool = False
+
+    def with_overrides(self, **kwargs) -> ConvHyperparams:
+        return replace(self, **kwargs)
+
+    @property
+    def use_bias(self) -> bool:
+        return self.force_use_bias or self.batch_norm is None or not self.batch_norm.center
+
+
+def default_hyperparams(l2_weight: float = 0.0, activation: str = "RELU") -> ConvHyperparams:
+    """Backbone defaults (used when override_base_feature_extractor_hyperparams is false)."""
+    return ConvHyperparams(
+        activation=activation,
+        l2_weight=l2_weight,
+        initializer=Initializer("variance_scaling", factor=2.0, mode="FAN_IN", uniform=False),
+        batch_norm=BatchNormParams(decay=0.997, epsilon=0.001, center=True, scale=True),
+    )
+
+
+def init_weight(weight: torch.Tensor, init: Initializer) -> None:
+    """Initialise a conv kernel [out, in/groups, kh, kw] in place like the TF initializer."""
+    with torch.no_grad():
+        if init.kind == "variance_scaling":
+            fan_out_tf = weight.shape[0] * weight[0, 0].numel()
+            fan_in_tf = weight[0].numel()
+            if weight.shape[1] == 1 and weight.dim() == 4 and weight.shape[0] > 1:
+                # depthwise: TF counts fan_out as in_channels * multiplier * k * k (same as fan_in * multiplier)
+                fan_out_tf = weight.shape[0] * weight[0, 0].numel()
+            fan = {"FAN_IN": fan_in_tf, "FAN_OUT": fan_out_tf,
+                   "FAN_AVG": (fan_in_tf + fan_out_tf) / 2.0}.get(init.mode, fan_in_tf)
+            if init.uniform:
+                limit = math.sqrt(3.0 * init.factor / fan)
+                weight.uniform_(-limit, limit)
+            else:
+                std = math.sqrt(1.3 * init.factor / fan)  # TF1 variance_scaling truncated-normal correction
+                nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
+        elif init.kind == "random_normal":
+            weight.normal_(init.mean, init.stddev)
+        else:
+            nn.init.trunc_normal_(weight, init.mean, init.stddev,
+                                  init.mean - 2 * init.stddev, init.mean + 2 * init.stddev)
+
+
+def activation_layer(name: str) -> nn.Module:
+    if name == "RELU":
+        return nn.ReLU(inplace=True)
+    if name == "RELU_6":
+        return nn.ReLU6(inplace=True)
+    if name == "SWISH":
+        return nn.SiLU(inplace=True)
+    return nn.Identity()
+
+
+class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that always normalises with its moving statistics (TF `train: false` / freeze_batchnorm)."""
+
+    def train(self, mode: bool = True) -> FrozenStatsBatchNorm2d:
+        super().train(False)
+        self.training = False
+        return self
+
+
+def batch_norm_layer(channels: int, params: BatchNormParams, frozen: bool = False) -> nn.BatchNorm2d:
+    cls = FrozenStatsBatchNorm2d if (frozen or not params.train) else nn.BatchNorm2d
+    bn = cls(channels, eps=params.epsilon, momentum=1.0 - params.decay, affine=True)
+    if not params.scale:
+        bn.weight.requires_grad_(False)
+    if not params.center:
+        bn.bias.requires_grad_(False)
+    return bn
+
+
+def conv2d(in_ch: int, out_ch: int, kernel: int, hp: ConvHyperparams, *, stride: int = 1, groups: int = 1,
+           bias: bool | None = None, explicit_padding: bool = False) -> nn.Module:
+    """A conv with TF "SAME" padding (or explicit fixed padding), initialised and tagged for l2."""
+    use_bias = hp.use_bias if bias is None else bias
+    conv = SameConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=use_bias,
+                      explicit_padding=explicit_padding)
+    init_weight(conv.weight, hp.initializer)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    setattr(conv, L2_ATTR, float(hp.l2_weight))
+    return conv
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TF "SAME" padding: symmetric padding for stride 1, dynamic (right/bottom heavy) for stride > 1.
+
+    With `explicit_padding` (TF `use_explicit_padding`), pads (k-1)//2 and (k-1) - (k-1)//2 on each side
+    independently of the input size (TF `fixed_padding`), then runs a VALID conv.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, groups: int = 1,
+                 bias: bool = True, explicit_padding: bool = False) -> None:
+        symmetric = stride == 1 and kernel % 2 == 1
+        super().__init__(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=bias,
+                         padding=(kernel - 1) // 2 if symmetric and not explicit_padding else 0)
+        self._explicit = explicit_padding
+        self._dynamic = not symmetric and not explicit_padding and kernel > 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size[0]
+        if self._explicit and k > 1:
+            beg = (k - 1) // 2
+            x = nn.functional.pad(x, (beg, k - 1 - beg, beg, k - 1 - beg))
+        elif self._dynamic:
+            s = self.stride[0]
+            h, w = x.shape[-2], x.shape[-1]
+            pad_h = max(((h + s - 1) // s - 1) * s + k - h, 0)  # ceil without negative //: ONNX Div truncates
+            pad_w = max(((w + s - 1) // s - 1) * s + k - w, 0)
+            x = nn.functional.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        return super().forward(x)
+
+
+class ConvBnAct(nn.Sequential):
+    """conv -> (batch norm) -> activation, as the TF OD API Keras layers built from conv_hyperparams."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, hp: ConvHyperparams, *, stride: int = 1,
+                 groups: int = 1, activation: bool = True, freeze_bn: bool = False,
+                 explicit_padding: bool = False) -> None:
+        layers: list[nn.Module] = [conv2d(in_ch, out_ch, kernel, hp, stride=stride, groups=groups,
+                                          explicit_padding=explicit_padding)]
+        if hp.batch_norm is not None:
+            layers.append(batch_norm_layer(out_ch, hp.batch_norm, frozen=freeze_bn))
+        if activation:
+            layers.append(activation_layer(hp.activation))
+        super().__init__(*layers)
+
+
+class SeparableConv(nn.Sequential):
+    """Keras SeparableConv2D: depthwise kxk then pointwise 1x1 (no norm in between), then bn/activation."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, hp: ConvHyperparams, *, stride: int = 1,
+                 activation: bool = True, batch_norm: bool = True, freeze_bn: bool = False,
+                 explicit_padding: bool = False, bias: bool | None = None) -> None:
+        use_bias = (hp.use_bias if batch_norm else True) if bias is None else bias
+        layers: list[nn.Module] = [
+            conv2d(in_ch, in_ch, kernel, hp, stride=stride, groups=in_ch, bias=False,
+                   explicit_padding=explicit_padding),
+            conv2d(in_ch, out_ch, 1, hp, bias=use_bias),
+        ]
+        if batch_norm and hp.batch_norm is not None:
+            layers.append(batch_norm_layer(out_ch, hp.batch_norm, frozen=freeze_bn))
+        if activation:
+            layers.append(activation_layer(hp.activation))
+        super().__init__(*layers)
+
+
+def tag_l2(module: nn.Module, weight: float) -> None:
+    """Tag every conv/linear kernel under `module` (that is not tagged yet) with an l2 weight."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and not hasattr(m, L2_ATTR):
+            setattr(m, L2_ATTR, float(weight))
+
+
+def l2_regularization_loss(module: nn.Module) -> torch.Tensor:
+    """sum over tagged kernels of 0.5 * weight * sum(w**2) (TF l2 regularizer semantics)."""
+    total: torch.Tensor | None = None
+    for m in module.modules():
+        w = getattr(m, L2_ATTR, 0.0)
+        if w > 0.0 and m.weight.requires_grad:
+            term = (0.5 * w) * m.weight.square().sum()
+            total = term if total is None else total + term
+    if total is None:
+        p = next(module.parameters(), None)
+        return torch.zeros((), device=p.device if p is not None else None)
+    return total
+
+
+def freeze_batch_norm(module: nn.Module) -> None:
+    """Turn every BatchNorm2d under `module` into a frozen-statistics one (freeze_batchnorm: true)."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d) and not isinstance(m, FrozenStatsBatchNorm2d):
+            m.__class__ = FrozenStatsBatchNorm2d
+            m.training = False

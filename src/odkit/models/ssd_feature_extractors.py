@@ -1,0 +1,245 @@
+"""SSD feature extractors: backbone + neck + the TF `preprocess` normalisation, by TF OD API type name.
+
+`create_ssd_feature_extractor(type_name, ...)` accepts the TF2 Keras names and their TF1 aliases:
+
+| type (TF2 Keras)                   | TF1 alias               | backbone                   | neck                 |
+|------------------------------------|-------------------------|----------------------------|----------------------|
+| ssd_resnet{50,101,152}_v1_fpn_keras| ssd_resnet*_v1_fpn      | torchvision resnet         | FPN (fpn {...})      |
+| ssd_mobilenet_v1_keras             | ssd_mobilenet_v1        | MobileNet v1 (here)        | SSD extra layers     |
+| ssd_mobilenet_v1_fpn_keras         | ssd_mobilenet_v1_fpn    | MobileNet v1               | FPN                  |
+| ssd_mobilenet_v2_keras             | ssd_mobilenet_v2        | torchvision mobilenet_v2   | SSD extra layers     |
+| ssd_mobilenet_v2_fpn_keras         | ssd_mobilenet_v2_fpn    | torchvision mobilenet_v2   | FPN-lite (depthwise) |
+| ssd_efficientnet-b{0..7}_bifpn_keras| -                      | torchvision efficientnet   | BiFPN                |
+
+Normalisation (TF `preprocess`): resnet subtracts [123.68, 116.779, 103.939]; mobilenet maps to [-1, 1];
+efficientnet uses ImageNet mean/std * 255. Inputs are RGB in [0, 255] (uint8 or float).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from odkit.errors import UnsupportedError
+from odkit.models.hyperparams import (
+    ConvHyperparams,
+    activation_layer,
+    freeze_batch_norm,
+    init_weight,
+    tag_l2,
+)
+
+ALIASES = {
+    "ssd_mobilenet_v1": "ssd_mobilenet_v1_keras",
+    "ssd_mobilenet_v2": "ssd_mobilenet_v2_keras",
+    "ssd_mobilenet_v1_fpn": "ssd_mobilenet_v1_fpn_keras",
+    "ssd_mobilenet_v2_fpn": "ssd_mobilenet_v2_fpn_keras",
+    "ssd_resnet50_v1_fpn": "ssd_resnet50_v1_fpn_keras",
+    "ssd_resnet101_v1_fpn": "ssd_resnet101_v1_fpn_keras",
+    "ssd_resnet152_v1_fpn": "ssd_resnet152_v1_fpn_keras",
+}
+SUPPORTED = (
+    "ssd_resnet50_v1_fpn_keras", "ssd_resnet101_v1_fpn_keras", "ssd_resnet152_v1_fpn_keras",
+    "ssd_mobilenet_v1_keras", "ssd_mobilenet_v1_fpn_keras", "ssd_mobilenet_v2_keras",
+    "ssd_mobilenet_v2_fpn_keras", *[f"ssd_efficientnet-b{i}_bifpn_keras" for i in range(8)],
+)
+
+_RESNET_MEANS = (123.68, 116.779, 103.939)
+_IMAGENET_MEAN = tuple(m * 255.0 for m in (0.485, 0.456, 0.406))
+_IMAGENET_STD = tuple(s * 255.0 for s in (0.229, 0.224, 0.225))
+# TF OD API defaults for the backbone regularizer when hyperparams are not overridden (slim-equivalent weight).
+_DEFAULT_BACKBONE_L2 = {"resnet": 2e-4, "mobilenet": 4e-5, "efficientnet": 4e-5}
+
+
+@dataclass(frozen=True)
+class FpnParams:
+    min_level: int = 3
+    max_level: int = 7
+    additional_layer_depth: int = 256
+
+
+@dataclass(frozen=True)
+class BiFpnParams:
+    min_level: int = 3
+    max_level: int = 7
+    num_iterations: int = 3
+    num_filters: int = 64
+    combine_method: str = "fast_attention"
+
+
+def canonical_type(type_name: str) -> str:
+    name = ALIASES.get(type_name, type_name)
+    if name not in SUPPORTED:
+        raise UnsupportedError(
+            f"feature_extractor type {type_name!r} is not supported",
+            hint="supported: " + ", ".join(SUPPORTED) + " (and TF1 aliases " + ", ".join(ALIASES) + ")")
+    return name
+
+
+def _apply_hyperparams(backbone: nn.Module, hp: ConvHyperparams) -> None:
+    """override_base_feature_extractor_hyperparams: initializer, l2, batch norm and activation from hp."""
+    for m in backbone.modules():
+        if isinstance(m, nn.Conv2d):
+            init_weight(m.weight, hp.initializer)
+        elif isinstance(m, nn.BatchNorm2d) and hp.batch_norm is not None:
+            m.eps = hp.batch_norm.epsilon
+            m.momentum = 1.0 - hp.batch_norm.decay
+            if not hp.batch_norm.scale:
+                nn.init.ones_(m.weight)
+                m.weight.requires_grad_(False)
+            if not hp.batch_norm.center:
+                m.bias.requires_grad_(False)
+        for name, child in m.named_children():
+            if isinstance(child, (nn.ReLU, nn.ReLU6, nn.SiLU)):
+                setattr(m, name, activation_layer(hp.activation))
+    tag_l2(backbone, hp.l2_weight)
+
+
+class SSDFeatureExtractor(nn.Module):
+    """preprocess(images) -> normalised float; forward(preprocessed) -> list of feature maps (fine to coarse)."""
+
+    def __init__(self, type_name: str, backbone: nn.Module, neck: nn.Module, out_channels: list[int],
+                 mean: tuple[float, ...], std: tuple[float, ...], pad_to_multiple: int = 1) -> None:
+        super().__init__()
+        self.type_name = type_name
+        self.backbone = backbone
+        self.neck = neck
+        self.out_channels = out_channels
+        self.pad_to_multiple = max(int(pad_to_multiple), 1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - self.mean) * self.inv_std
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        m = self.pad_to_multiple
+        if m > 1:
+            h, w = x.shape[-2], x.shape[-1]
+            x = F.pad(x, (0, (-w) % m, 0, (-h) % m))
+        feats = self.backbone(x)
+        return self.neck(feats)
+
+
+class _TakeLevels(nn.Module):
+    """Neck for non-FPN SSD: pick backbone maps then add SSD extra layers."""
+
+    def __init__(self, keys: list[int], extra: nn.Module) -> None:
+        super().__init__()
+        self.keys = keys
+        self.extra = extra
+
+    def forward(self, feats: dict[int, torch.Tensor]) -> list[torch.Tensor]:
+        return self.extra([feats[k] for k in self.keys])
+
+
+def create_ssd_feature_extractor(
+    type_name: str, hp: ConvHyperparams, *, depth_multiplier: float = 1.0, min_depth: int = 16,
+    pad_to_multiple: int = 1, use_explicit_padding: bool = False, use_depthwise: bool = False,
+    override_base_hyperparams: bool = False, fpn: FpnParams | None = None, bifpn: BiFpnParams | None = None,
+    freeze_batchnorm: bool = False, num_layers: int = 6, where: str = "model.ssd.feature_extractor",
+) -> SSDFeatureExtractor:
+    """Build the extractor for a TF OD API `feature_extractor.type` (see the module table).
+
+    num_layers (non-FPN MobileNet SSDs only, TF default 6): number of feature maps (2 backbone + extra layers).
+    """
+    name = canonical_type(type_name)
+    if not 2 <= num_layers <= 6:
+        raise UnsupportedError(f"num_layers {num_layers} is not supported", where=f"{where}.num_layers",
+                               hint="use 2..6")
+    extra_depths = [512, 256, 256, 128][: num_layers - 2]
+
+    def depth_fn(d: int) -> int:
+        return max(int(d * depth_multiplier), min_depth)
+
+    def need(params, what):
+        if params is None:
+            raise UnsupportedError(f"feature_extractor type {type_name!r} needs a {what} block", where=where)
+        return params
+
+    m = re.fullmatch(r"ssd_resnet(\d+)_v1_fpn_keras", name)
+    if m:
+        from odkit.models.backbones.resnet import ResNetBackbone
+        from odkit.models.necks.fpn import FPN
+        backbone: nn.Module = ResNetBackbone(int(m.group(1)))
+        family = "resnet"
+        mean, std = _RESNET_MEANS, (1.0, 1.0, 1.0)
+        p = need(fpn, "fpn")
+        neck: nn.Module = FPN(backbone.out_channels, p.min_level, p.max_level, depth_fn(p.additional_layer_depth), hp,
+                              use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm,
+                              explicit_padding=use_explicit_padding)
+        out_channels = neck.out_channels
+    elif name.startswith("ssd_mobilenet_v1"):
+        from odkit.models.backbones.mobilenet_v1 import MobileNetV1Backbone
+        family = "mobilenet"
+        mean, std = (127.5,) * 3, (127.5,) * 3
+        base_hp = hp if override_base_hyperparams else _default_mobilenet_hp(hp)
+        backbone = MobileNetV1Backbone(base_hp, depth_multiplier, min_depth, explicit_padding=use_explicit_padding)
+        if name.endswith("_fpn_keras"):
+            from odkit.models.necks.fpn import FPN
+            p = need(fpn, "fpn")
+            neck = FPN(backbone.out_channels, p.min_level, p.max_level, depth_fn(p.additional_layer_depth), hp,
+                       use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm, explicit_padding=use_explicit_padding)
+            out_channels = neck.out_channels
+        else:
+            from odkit.models.necks.ssd_layers import SSDExtraLayers
+            extra = SSDExtraLayers([backbone.out_channels[4], backbone.out_channels[5]], extra_depths, hp,
+                                   depth_multiplier=depth_multiplier, min_depth=min_depth,
+                                   use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm,
+                                   explicit_padding=use_explicit_padding)
+            neck = _TakeLevels([4, 5], extra)
+            out_channels = extra.out_channels
+    elif name.startswith("ssd_mobilenet_v2"):
+        from odkit.models.backbones.mobilenet_v2 import EXPAND13, MobileNetV2Backbone
+        family = "mobilenet"
+        mean, std = (127.5,) * 3, (127.5,) * 3
+        if name.endswith("_fpn_keras"):
+            from odkit.models.necks.fpn import FPN
+            # TF FPN-lite: with use_depthwise the last 1x1 conv has 256 filters (_create_modified_mobilenet_config)
+            backbone = MobileNetV2Backbone(depth_multiplier, last_conv_depth=256 if use_depthwise else None)
+            p = need(fpn, "fpn")
+            neck = FPN(backbone.out_channels, p.min_level, p.max_level, depth_fn(p.additional_layer_depth), hp,
+                       use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm, explicit_padding=use_explicit_padding)
+            out_channels = neck.out_channels
+        else:
+            from odkit.models.necks.ssd_layers import SSDExtraLayers
+            backbone = MobileNetV2Backbone(depth_multiplier, want_expand13=True)
+            extra = SSDExtraLayers([backbone.out_channels[EXPAND13], backbone.out_channels[5]], extra_depths,
+                                   hp, depth_multiplier=depth_multiplier, min_depth=min_depth,
+                                   use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm,
+                                   explicit_padding=use_explicit_padding)
+            neck = _TakeLevels([EXPAND13, 5], extra)
+            out_channels = extra.out_channels
+    else:
+        from odkit.models.backbones.efficientnet import EfficientNetBackbone
+        from odkit.models.necks.bifpn import BiFPN
+        variant = int(re.fullmatch(r"ssd_efficientnet-b(\d)_bifpn_keras", name).group(1))
+        backbone = EfficientNetBackbone(variant)
+        family = "efficientnet"
+        mean, std = _IMAGENET_MEAN, _IMAGENET_STD
+        p = need(bifpn, "bifpn")
+        neck = BiFPN(backbone.out_channels, p.min_level, p.max_level, p.num_iterations, p.num_filters, hp,
+                     combine_method=p.combine_method, freeze_bn=freeze_batchnorm)
+        out_channels = neck.out_channels
+
+    if not getattr(backbone, "built_from_hyperparams", False):
+        if override_base_hyperparams:
+            _apply_hyperparams(backbone, hp)
+        else:
+            tag_l2(backbone, _DEFAULT_BACKBONE_L2[family])
+    tag_l2(neck, hp.l2_weight)
+    extractor = SSDFeatureExtractor(name, backbone, neck, out_channels, mean, std, pad_to_multiple)
+    if freeze_batchnorm:
+        freeze_batch_norm(extractor)
+    return extractor
+
+
+def _default_mobilenet_hp(hp: ConvHyperparams) -> ConvHyperparams:
+    from odkit.models.hyperparams import default_hyperparams
+    return default_hyperparams(l2_weight=_DEFAULT_BACKBONE_L2["mobilenet"], activation="RELU_6")
+

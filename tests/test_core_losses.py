@@ -1,0 +1,75 @@
+"""Losses against hand-computed TF values."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from odkit.core import losses as L
+
+
+def _sig(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def test_smooth_l1_and_l2_and_l1():
+    pred = torch.tensor([[[0.5, 2.0, 0.0, -3.0]]])
+    target = torch.zeros(1, 1, 4)
+    w = torch.tensor([[2.0]])
+    # huber(delta=1): 0.125, 1.5, 0, 2.5 -> 4.125 * 2
+    torch.testing.assert_close(L.WeightedSmoothL1LocalizationLoss()(pred, target, w), torch.tensor([[8.25]]))
+    # TF l2 weights before squaring: 0.5 * (x * w)^2 -> 0.5 * 4 * (0.25 + 4 + 9)
+    torch.testing.assert_close(L.WeightedL2LocalizationLoss()(pred, target, w), torch.tensor([[26.5]]))
+    torch.testing.assert_close(L.L1LocalizationLoss()(pred, target, w), torch.tensor([[11.0]]))
+    mask = torch.tensor([False])
+    assert float(L.WeightedSmoothL1LocalizationLoss()(pred, target, w, losses_mask=mask).sum()) == 0.0
+    nan_target = torch.tensor([[[float("nan"), 0.0, 0.0, 0.0]]])
+    out = L.WeightedSmoothL1LocalizationLoss()(pred, nan_target, w, ignore_nan_targets=True)
+    torch.testing.assert_close(out, torch.tensor([[8.0]]))
+
+
+def test_iou_and_giou_losses():
+    a = torch.tensor([[[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]]])
+    b = torch.tensor([[[1.0, 1.0, 3.0, 3.0], [2.0, 0.0, 3.0, 1.0]]])
+    w = torch.ones(1, 2)
+    torch.testing.assert_close(L.WeightedIOULocalizationLoss()(a, b, w), torch.tensor([[1 - 1 / 7, 1.0]]))
+    # giou: iou - (enclose - union) / enclose; pair 1: 1/7 - (9 - 7)/9; pair 2: 0 - (3 - 2)/3
+    expected = torch.tensor([[1 - (1 / 7 - 2 / 9), 1 - (0 - 1 / 3)]])
+    torch.testing.assert_close(L.WeightedGIOULocalizationLoss()(a, b, w), expected)
+
+
+def test_sigmoid_and_focal():
+    logits = torch.tensor([[[2.0, -1.0]]])
+    target = torch.tensor([[[1.0, 0.0]]])
+    w = torch.tensor([[0.5]])
+    ce = [-math.log(_sig(2.0)), -math.log(1 - _sig(-1.0))]
+    torch.testing.assert_close(
+        L.WeightedSigmoidClassificationLoss()(logits, target, w), torch.tensor([[[0.5 * ce[0], 0.5 * ce[1]]]])
+    )
+    p0, p1 = _sig(2.0), _sig(-1.0)
+    focal = [0.25 * (1 - p0) ** 2 * ce[0], 0.75 * p1**2 * ce[1]]
+    out = L.SigmoidFocalClassificationLoss(gamma=2.0, alpha=0.25)(logits, target, w)
+    torch.testing.assert_close(out, 0.5 * torch.tensor([[focal]]))
+    no_alpha = L.SigmoidFocalClassificationLoss(gamma=2.0, alpha=None)(logits, target, torch.ones(1, 1, 2))
+    torch.testing.assert_close(no_alpha, torch.tensor([[[(1 - p0) ** 2 * ce[0], p1**2 * ce[1]]]]))
+
+
+def test_softmax_with_logit_scale_and_bootstrap():
+    logits = torch.tensor([[[2.0, 0.0, 0.0]]])
+    target = torch.tensor([[[0.0, 1.0, 0.0]]])
+    out = L.WeightedSoftmaxClassificationLoss(logit_scale=2.0)(logits, target, torch.tensor([[3.0]]))
+    expected = 3.0 * -math.log(math.exp(0) / (math.exp(1) + 2))
+    assert out.shape == (1, 1)
+    assert float(out) == pytest_approx(expected)
+    boot = L.BootstrappedSigmoidClassificationLoss(alpha=0.5, bootstrap_type="hard")
+    logits2 = torch.tensor([[[3.0]]])
+    t = 0.5 * 0.0 + 0.5 * 1.0  # hard: sigmoid(3) > 0.5
+    expected2 = -(t * math.log(_sig(3.0)) + (1 - t) * math.log(1 - _sig(3.0)))
+    assert float(boot(logits2, torch.zeros(1, 1, 1), torch.ones(1, 1))) == pytest_approx(expected2)
+
+
+def pytest_approx(x: float):
+    import pytest
+
+    return pytest.approx(x, rel=1e-5)
