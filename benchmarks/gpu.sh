@@ -38,5 +38,8 @@ $PY -m odkit train --pipeline_config_path "$CFG" --model_dir "$W/model" --device
   --override "eval_input_reader.0.label_map_path=$W/data/label_map.pbtxt" \
   2>&1 | tee "$OUT/odkit_train.log"
 
-$PY benchmarks/train_step.py --device cuda --batch "$BATCH" --precision "$PRECISION" --models retinanet \
-  2>&1 | tee "$OUT/train_step.log"
+# same-step comparison (fp32, random boxes): odkit SSD ResNet50-FPN 640 vs torchvision RetinaNet, and the
+# MobileNet pair; then odkit Faster R-CNN ResNet50-FPN vs torchvision fasterrcnn_resnet50_fpn
+$PY benchmarks/train_step.py --device cuda --batch 16 --steps 10 2>&1 | tee "$OUT/train_step.log"
+$PY benchmarks/train_step_faster_rcnn.py --device cuda --batch 8 --size 640 --steps 10 --precision "$PRECISION" \
+  2>&1 | tee "$OUT/train_step_faster_rcnn.log"

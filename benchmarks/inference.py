@@ -1,6 +1,6 @@
 """CPU inference speed at batch 1: odkit ONNX (onnxruntime), odkit eager, torchvision's same architecture eager.
 
-    .venv/bin/python benchmarks/inference.py --pipeline_config_path src/odkit/configs/ssd_mobilenet_v2_fpnlite_160x160_demo.config
+    .venv/bin/python benchmarks/inference.py --pipeline_config_path src/odkit/configs/ssd_mobilenet_v2_fpnlite_128x128_demo.config
 
 The model is built from the config with its initial weights (speed does not depend on training), exported
 to ONNX in a temporary folder, and each runtime is timed on the same decoded image (resize, normalisation,
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "src/odkit/configs/ssd_mobilenet_v2_fpnlite_160x160_demo.config"
+DEFAULT_CONFIG = REPO / "src/odkit/configs/ssd_mobilenet_v2_fpnlite_128x128_demo.config"
 
 
 def _time(fn: Callable[[], object], warmup: int, runs: int) -> float:

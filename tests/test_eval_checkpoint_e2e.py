@@ -11,7 +11,7 @@ from odkit.cli import main
 
 pytestmark = pytest.mark.slow
 
-CONFIG = Path(__file__).resolve().parents[1] / "src/odkit/configs/ssd_mobilenet_v2_fpnlite_160x160_demo.config"
+CONFIG = Path(__file__).resolve().parents[1] / "src/odkit/configs/ssd_mobilenet_v2_fpnlite_128x128_demo.config"
 
 
 @pytest.fixture(scope="module")

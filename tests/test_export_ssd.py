@@ -16,7 +16,7 @@ from odkit.inference.detector import Detector
 from odkit.inference.images import load_image
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "src" / "odkit" / "configs" / "ssd_mobilenet_v2_fpnlite_160x160_demo.config"
+DEMO_CONFIG = REPO / "src" / "odkit" / "configs" / "ssd_mobilenet_v2_fpnlite_128x128_demo.config"
 SIZE = 64
 
 

@@ -131,8 +131,7 @@ def test_hard_example_mining_limits_negatives():
     miner.max_negatives_per_positive = 1
     model.hard_example_miner = miner
     mined1 = model.loss(pred, gt, torch.tensor([[64, 64, 3]]))
-    # one negative kept: the hardest (anchor 1, background logit 3 -> target 1 gives the smallest loss? no:
-    # loss of each negative anchor is the sum over its 3 sigmoid CE terms; the kept one has the largest loss)
+    # one negative per positive: only the negative anchor with the largest classification loss is kept
     ce = torch.nn.functional.binary_cross_entropy_with_logits
     t = torch.tensor([1.0, 0.0, 0.0])
     neg_losses = [float(ce(pred["class_predictions_with_background"][0, i], t, reduction="sum")) for i in (1, 2)]

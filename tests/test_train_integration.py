@@ -17,7 +17,7 @@ from odkit import checkpoints as ck
 from odkit.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "src" / "odkit" / "configs" / "ssd_mobilenet_v2_fpnlite_160x160_demo.config"
+DEMO = REPO / "src" / "odkit" / "configs" / "ssd_mobilenet_v2_fpnlite_128x128_demo.config"
 
 
 def _overrides(compat_dir: Path, size: int, num_classes: int | None) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from odkit.errors import OdkitError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_CONFIG = "ssd_mobilenet_v2_fpnlite_160x160_demo"
+DEFAULT_CONFIG = "ssd_mobilenet_v2_fpnlite_128x128_demo"
 
 COCO_KEYS = (
     "DetectionBoxes_Precision/mAP",
@@ -90,7 +90,7 @@ def run_demo(
     config: str = DEFAULT_CONFIG,
     steps: int | None = None,
     seed: int = 0,
-    images_per_class: int = 60,
+    images_per_class: int = 120,
     num_shards: int = 2,
     device: str | None = None,
     fresh: bool = False,

@@ -25,7 +25,7 @@ def build_ssd_box_predictor(proto, in_channels: list[int], num_anchors: list[int
         if len(set(num_anchors)) != 1:
             raise UnsupportedError("weight_shared_convolutional_box_predictor needs the same number of anchors "
                                    "per location on every level", where=w)
-        apply_bn = getattr(p, "apply_batch_norm", True)
+        apply_bn = p.conv_hyperparams.HasField("batch_norm")  # TF's box_predictor_builder rule
         return WeightSharedConvolutionalBoxPredictor(
             in_channels, num_anchors, num_class_slots, hp, depth=p.depth,
             num_layers_before_predictor=p.num_layers_before_predictor, kernel_size=p.kernel_size,

@@ -34,6 +34,9 @@ CLASSES: tuple[tuple[str, str, str], ...] = (
     ("star", "star", "dots"),
     ("cross", "cross", "checker"),
 )
+# Each class also has its own band of hues (like a breed's typical coat), varied in saturation, value and by
+# the image's lighting; backgrounds and clutter take any colour.
+HUE_CENTRES = (0.0, 0.33, 0.62, 0.14)
 
 LIST_HEADER = (
     "#Image CLASS-ID SPECIES BREED ID\n"
@@ -68,12 +71,12 @@ def _shape_mask(shape: str, size: tuple[int, int], rng: random.Random) -> Image.
     elif shape == "star":
         pts = []
         for i in range(10):
-            r = 0.5 if i % 2 == 0 else 0.22
+            r = 0.5 if i % 2 == 0 else 0.28
             a = -math.pi / 2 + i * math.pi / 5
             pts.append((W / 2 + r * W * math.cos(a), H / 2 + r * H * math.sin(a)))
         d.polygon(pts, fill=255)
     elif shape == "cross":
-        t = 0.32
+        t = 0.4
         d.rectangle([W * (0.5 - t / 2), 0, W * (0.5 + t / 2), H - 1], fill=255)
         d.rectangle([0, H * (0.5 - t / 2), W - 1, H * (0.5 + t / 2)], fill=255)
     else:  # pragma: no cover - CLASSES is fixed
@@ -81,12 +84,20 @@ def _shape_mask(shape: str, size: tuple[int, int], rng: random.Random) -> Image.
     return big.resize((w, h), Image.LANCZOS)
 
 
-def _texture(texture: str, size: tuple[int, int], rng: random.Random) -> Image.Image:
+def _class_colour(class_index: int, rng: random.Random) -> np.ndarray:
+    import colorsys
+
+    hue = (HUE_CENTRES[class_index] + rng.uniform(-0.05, 0.05)) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, rng.uniform(0.55, 1.0), rng.uniform(0.55, 1.0))
+    return np.array([r * 255, g * 255, b * 255], dtype=np.float32)
+
+
+def _texture(texture: str, size: tuple[int, int], rng: random.Random, colour: np.ndarray) -> Image.Image:
     w, h = size
-    c1 = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float32)
-    c2 = 255.0 - c1  # strong contrast between the two texture colours
+    c1 = colour
+    c2 = c1 * rng.uniform(0.15, 0.45)  # a darker shade of the class colour
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    period = max(4.0, min(w, h) / rng.uniform(3.0, 5.0))
+    period = max(8.0, min(w, h) / rng.uniform(2.0, 3.0))  # coarse enough to survive a 128 px model input
     if texture == "solid":
         t = np.zeros((h, w), np.float32) + (xx + yy) / max(1.0, w + h) * 0.3
     elif texture == "stripes":
@@ -115,7 +126,7 @@ def _background(size: tuple[int, int], rng: random.Random, nrng: np.random.Gener
     img += nrng.normal(0, rng.uniform(4, 14), size=img.shape)
     bg = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     d = ImageDraw.Draw(bg)
-    for _ in range(rng.randint(3, 10)):  # clutter: lines, blobs and rectangles that are not classes
+    for _ in range(rng.randint(2, 6)):  # clutter: lines, blobs and rectangles that are not classes
         col = tuple(rng.randint(0, 255) for _ in range(3))
         kind = rng.random()
         x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
@@ -141,7 +152,7 @@ def render_example(class_index: int, seed: int, spec: SyntheticSpec = SyntheticS
     n_obj = 1 if rng.random() < 0.75 else 2
     for _ in range(n_obj):
         for _attempt in range(20):
-            side = rng.uniform(0.22, 0.55 if n_obj == 1 else 0.38) * min(W, H)
+            side = rng.uniform(0.28, 0.6 if n_obj == 1 else 0.42) * min(W, H)
             aspect = rng.uniform(0.7, 1.4)
             ow, oh = max(10, int(side * math.sqrt(aspect))), max(10, int(side / math.sqrt(aspect)))
             # allow a little of the object to leave the image (truncated, like real heads at the border)
@@ -151,7 +162,7 @@ def render_example(class_index: int, seed: int, spec: SyntheticSpec = SyntheticS
             if all(_iou(box, b) < 0.05 for b in boxes):
                 break
         mask = _shape_mask(shape, (ow, oh), rng)
-        tex = _texture(texture, (ow, oh), rng)
+        tex = _texture(texture, (ow, oh), rng, _class_colour(class_index, rng))
         img.paste(tex, (x0, y0), mask)
         boxes.append(box)
     # occluders: a bar of background-like colour over part of an object
