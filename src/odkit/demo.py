@@ -154,6 +154,7 @@ def run_demo(
     arch = pipeline.model.WhichOneof("model")
     overrides.append(f"model.{arch}.num_classes={len(names)}")
     if steps is not None:
+        # like model_main_tf2's --num_train_steps: the LR schedule stays as configured
         overrides.append(f"train_config.num_steps={steps}")
     pipeline = cfg.load(str(config_path), overrides=overrides)
     pipeline_path = W / "pipeline.config"
