@@ -11,6 +11,7 @@ output_final_box(_rpn)_features.
 
 from __future__ import annotations
 
+from odkit.builders.input_size import fixed_input_size
 from odkit.errors import UnsupportedError
 
 WHERE = "model.faster_rcnn"
@@ -125,17 +126,6 @@ def _feature_extractor(frcnn, is_training: bool):
     )
 
 
-def _input_size(frcnn) -> tuple[int, int] | None:
-    if not frcnn.HasField("image_resizer"):
-        return None
-    r = frcnn.image_resizer
-    kind = r.WhichOneof("image_resizer_oneof")
-    if kind == "fixed_shape_resizer":
-        return (int(r.fixed_shape_resizer.height), int(r.fixed_shape_resizer.width))
-    if kind == "keep_aspect_ratio_resizer" and r.keep_aspect_ratio_resizer.pad_to_max_dimension:
-        d = int(r.keep_aspect_ratio_resizer.max_dimension)
-        return (d, d)
-    return None
 
 
 def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
@@ -270,7 +260,7 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
         config=config,
         second_stage_classification_loss=cls_loss,
         hard_example_miner=miner,
-        input_size=_input_size(frcnn),
+        input_size=fixed_input_size(frcnn),
     )
     model.train(is_training)
     return model

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from odkit.builders.input_size import fixed_input_size
 from odkit.errors import UnsupportedError
 
 WHERE = "model.ssd"
@@ -25,17 +26,6 @@ def build_model(model_config, is_training: bool):
                            hint="use model { ssd { ... } } or model { faster_rcnn { ... } }")
 
 
-def _input_size(ssd) -> tuple[int, int] | None:
-    if not ssd.HasField("image_resizer"):
-        return None
-    r = ssd.image_resizer
-    kind = r.WhichOneof("image_resizer_oneof")
-    if kind == "fixed_shape_resizer":
-        return (int(r.fixed_shape_resizer.height), int(r.fixed_shape_resizer.width))
-    if kind == "keep_aspect_ratio_resizer" and r.keep_aspect_ratio_resizer.pad_to_max_dimension:
-        d = int(r.keep_aspect_ratio_resizer.max_dimension)
-        return (d, d)
-    return None
 
 
 def _refuse_ssd_fields(ssd) -> None:
@@ -110,6 +100,6 @@ def build_ssd(ssd, is_training: bool):
         add_background_class=add_bg, hard_example_miner=losses.hard_example_miner,
         sample_fn=(SSDExampleSampler(losses.random_example_sampler, add_bg)
                    if losses.random_example_sampler is not None else None),
-        input_size=_input_size(ssd))
+        input_size=fixed_input_size(ssd))
     model.train(is_training)
     return model

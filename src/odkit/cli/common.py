@@ -8,6 +8,16 @@ import argparse
 def add_config_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
     """--pipeline_config_path, --override K=V (repeatable), --config_override TEXT, --allow_unsupported."""
     p.add_argument("--pipeline_config_path", required=required, help="path to pipeline.config")
+    add_override_flags(p)
+    p.add_argument(
+        "--allow_unsupported",
+        action="store_true",
+        help="start even if the config sets fields odkit does not honour (see `odkit config check`)",
+    )
+
+
+def add_override_flags(p: argparse.ArgumentParser) -> None:
+    """--override K=V and --config_override TEXT (both repeatable)."""
     p.add_argument(
         "--override",
         action="append",
@@ -22,14 +32,4 @@ def add_config_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
         metavar="TEXT",
         help="text-format pipeline snippet merged over the file (as exporter_main_v2.py's flag)",
     )
-    p.add_argument(
-        "--allow_unsupported",
-        action="store_true",
-        help="start even if the config sets fields odkit does not honour (see `odkit config check`)",
-    )
 
-
-def not_implemented(command: str) -> int:
-    from odkit.errors import OdkitError
-
-    raise OdkitError(f"`odkit {command}` is not implemented yet in this version of odkit")

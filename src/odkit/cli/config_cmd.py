@@ -12,24 +12,9 @@ import argparse
 import json
 import sys
 
+from odkit.cli.common import add_override_flags
+
 EXIT_UNSUPPORTED = 3
-
-
-def _add_override_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="override one field by dotted path, e.g. train_config.batch_size=8 (repeatable)",
-    )
-    p.add_argument(
-        "--config_override",
-        action="append",
-        default=[],
-        metavar="TEXT",
-        help="text-format pipeline snippet merged over the file (repeatable)",
-    )
 
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
@@ -38,11 +23,11 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
 
     v = sub.add_parser("validate", help="parse pipeline.config files; report the first error of each")
     v.add_argument("paths", nargs="+", metavar="PATH")
-    _add_override_flags(v)
+    add_override_flags(v)
 
     s = sub.add_parser("show", help="print the config in canonical text format")
     s.add_argument("path", metavar="PATH")
-    _add_override_flags(s)
+    add_override_flags(s)
 
     d = sub.add_parser("diff", help="field-level differences between two configs")
     d.add_argument("a", metavar="A")
@@ -51,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     c = sub.add_parser("check", help="list set fields that odkit does not honour")
     c.add_argument("path", metavar="PATH")
     c.add_argument("--json", action="store_true", help='print {"unsupported": [{"path", "value", "reason"}]}')
-    _add_override_flags(c)
+    add_override_flags(c)
 
 
 def _validate(args: argparse.Namespace) -> int:
