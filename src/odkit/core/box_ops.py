@@ -42,25 +42,25 @@ def pairwise_ioa(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return inter / area(boxes2).unsqueeze(-2)
 
 
-def matched_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Element-wise IoU of two `[..., 4]` tensors of the same shape -> `[...]`."""
+def _matched_intersection_union(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
+    """Element-wise intersection and union areas of two `[..., 4]` tensors of the same shape."""
     ymin = torch.maximum(boxes1[..., 0], boxes2[..., 0])
     xmin = torch.maximum(boxes1[..., 1], boxes2[..., 1])
     ymax = torch.minimum(boxes1[..., 2], boxes2[..., 2])
     xmax = torch.minimum(boxes1[..., 3], boxes2[..., 3])
     inter = (ymax - ymin).clamp(min=0) * (xmax - xmin).clamp(min=0)
-    union = area(boxes1) + area(boxes2) - inter
+    return inter, area(boxes1) + area(boxes2) - inter
+
+
+def matched_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Element-wise IoU of two `[..., 4]` tensors of the same shape -> `[...]`."""
+    inter, union = _matched_intersection_union(boxes1, boxes2)
     return torch.where(inter > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
 def matched_giou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """Element-wise generalized IoU -> `[...]` in [-1, 1] (TF `ops.giou`)."""
-    ymin = torch.maximum(boxes1[..., 0], boxes2[..., 0])
-    xmin = torch.maximum(boxes1[..., 1], boxes2[..., 1])
-    ymax = torch.minimum(boxes1[..., 2], boxes2[..., 2])
-    xmax = torch.minimum(boxes1[..., 3], boxes2[..., 3])
-    inter = (ymax - ymin).clamp(min=0) * (xmax - xmin).clamp(min=0)
-    union = area(boxes1) + area(boxes2) - inter
+    inter, union = _matched_intersection_union(boxes1, boxes2)
     iou = torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
     eymin = torch.minimum(boxes1[..., 0], boxes2[..., 0])
     exmin = torch.minimum(boxes1[..., 1], boxes2[..., 1])
