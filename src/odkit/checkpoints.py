@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from odkit import __version__
 from odkit.errors import OdkitError
+from odkit.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     import torch
@@ -217,9 +218,7 @@ def write_index(model_dir: str | os.PathLike[str], ckpts: list[Checkpoint]) -> N
         return
     lines = [f'model_checkpoint_path: "{ckpts[-1].path.name}"']
     lines += [f'all_model_checkpoint_paths: "{c.path.name}"' for c in ckpts]
-    tmp = d / f".{INDEX_FILE}.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, d / INDEX_FILE)
+    atomic_write_text(d / INDEX_FILE, "\n".join(lines) + "\n")
 
 
 def save_checkpoint(

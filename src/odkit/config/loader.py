@@ -10,14 +10,14 @@ import difflib
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from google.protobuf import descriptor_pool, text_format
 from google.protobuf.message import Message
 
-from odkit.errors import ConfigError
+from odkit.errors import ConfigError, OdkitError
+from odkit.fileio import atomic_write_text
 from odkit.protos import pipeline_pb2
 
 _POSITION = re.compile(r"^(\d+):(\d+)\s*:\s*")
@@ -217,21 +217,7 @@ def to_text(config: Message) -> str:
 def save(config: Message, path: str | os.PathLike[str]) -> None:
     """Write `config` as canonical text, atomically (temp file + os.replace)."""
     p = Path(path)
-    data = to_text(config)
-    directory = p.parent if str(p.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise ConfigError(f"cannot write: {exc.strerror or exc}", where=str(p)) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-        os.replace(tmp, p)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise ConfigError(f"cannot write: {exc.strerror or exc}", where=str(p)) from None
-        raise
+        atomic_write_text(p, to_text(config))
+    except OdkitError as exc:
+        raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from None

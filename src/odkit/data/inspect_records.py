@@ -21,6 +21,7 @@ from odkit.data.example import DetectionExample, decode_detection_example
 from odkit.data.image_io import decode_image_pil
 from odkit.data.tfrecord import expand_paths, iter_records_with_location
 from odkit.errors import DataError, OdkitError
+from odkit.fileio import atomic_write_bytes
 
 # Box size = sqrt(relative area), the fraction of the image side a square box of that area would span.
 SIZE_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0001)
@@ -161,10 +162,7 @@ def draw_example(ex: DetectionExample, names: dict[int, str] | None = None) -> A
 def save_image_atomic(img: Any, path: str) -> None:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=90)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def inspect_records(

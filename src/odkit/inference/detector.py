@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from odkit.data.image_io import max_image_pixels
 from odkit.errors import OdkitError
 from odkit.inference.backends import BACKENDS, OnnxBackend, TorchScriptBackend
-from odkit.inference.images import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from odkit.inference.images import ImageInput, load_image
 
 INFO_FILE = "export_info.json"
 REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
@@ -84,7 +85,7 @@ class Detector:
         min_score: float = 0.5,
         max_boxes: int = 100,
         num_threads: int = 0,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise OdkitError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
@@ -92,7 +93,7 @@ class Detector:
         self.info = read_export_info(self.model_dir)
         self.min_score = float(min_score)
         self.max_boxes = int(max_boxes)
-        self.max_pixels = max_pixels
+        self.max_pixels = max_image_pixels() if max_pixels is None else int(max_pixels)
         self.input_dtype = np.float32 if self.info.get("input_dtype") == "float32" else np.uint8
         self.output_names: list[str] = list(self.info["outputs"])
         self.class_names: dict[int, str] = {}

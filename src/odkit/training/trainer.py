@@ -21,6 +21,7 @@ from torch import nn
 
 from odkit import checkpoints as ckpts
 from odkit.errors import ConfigError, OdkitError
+from odkit.fileio import atomic_write_text
 from odkit.training import data_position
 from odkit.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown
 from odkit.training.ema import ModelEMA
@@ -136,9 +137,7 @@ def _default_loader_fn(*args: Any, **kwargs: Any) -> Iterable[dict[str, Any]]:
 def _write_pipeline_config(config: Any, path: Path) -> None:
     from google.protobuf import text_format
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text_format.MessageToString(config))
-    os.replace(tmp, path)
+    atomic_write_text(path, text_format.MessageToString(config))
 
 
 def _run_eval(config: Any, ckpt: Path, model_dir: Path, device: torch.device, log: Callable[[str], None]) -> None:
