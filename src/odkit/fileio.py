@@ -47,8 +47,8 @@ def safe_path(root: str | os.PathLike[str], name: str | os.PathLike[str], *, wha
     root_real = os.path.realpath(os.fspath(root))
     full = os.path.realpath(os.path.join(root_real, text))
     if os.path.commonpath([root_real, full]) != root_real:
-        raise DataError(f"{what} name {text!r} points outside {os.fspath(root)} (via '..' or a symlink)",
-                        where=where, hint=hint or f"{what}s must stay inside {os.fspath(root)}")
+        raise DataError(f"{what} name {text!r} escapes the data folder {os.fspath(root)} (via '..' or a symlink)",
+                        where=where, hint=hint or f"{what}s must stay inside that folder")
     return Path(os.fspath(root)) / text
 
 
