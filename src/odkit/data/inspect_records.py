@@ -125,12 +125,18 @@ def iter_examples(
         yield RecordItem(path=path, shard=shard_of[path], index_in_shard=n, offset=offset, example=ex)
 
 
+def _finite_or_none(v: float) -> float | None:
+    """NaN / Inf box values (corrupt records) -> null, so ``--json`` stays valid JSON."""
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
 def example_json(item: RecordItem) -> dict[str, Any]:
     ex = item.example
     return {
         "filename": ex.filename, "height": ex.height, "width": ex.width, "format": ex.format,
         "sha256": hashlib.sha256(ex.image).hexdigest(),
-        "boxes": [[float(v) for v in row] for row in ex.boxes.tolist()],
+        "boxes": [[_finite_or_none(v) for v in row] for row in ex.boxes.tolist()],
         "labels": [int(v) for v in ex.labels.tolist()], "texts": list(ex.texts),
         "shard": item.shard, "index_in_shard": item.index_in_shard,
     }
@@ -148,6 +154,8 @@ def draw_example(ex: DetectionExample, names: dict[int, str] | None = None) -> A
     d = ImageDraw.Draw(img)
     w, h = img.size
     for i, (box, lab) in enumerate(zip(ex.boxes.tolist(), ex.labels.tolist())):
+        if not all(np.isfinite(box)):
+            continue  # a corrupt box cannot be drawn
         color = _COLORS[int(lab) % len(_COLORS)]
         y0, x0, y1, x1 = box[0] * h, box[1] * w, box[2] * h, box[3] * w
         d.rectangle([x0, y0, x1, y1], outline=color, width=max(1, round(min(w, h) / 150)))
@@ -190,7 +198,7 @@ def inspect_records(
             break
         stats.add(item)
         if as_json:
-            stream.write(json.dumps(example_json(item)) + "\n")
+            stream.write(json.dumps(example_json(item), allow_nan=False) + "\n")
         if drawn < draw and out_dir:
             try:
                 img = draw_example(item.example)

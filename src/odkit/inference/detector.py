@@ -13,6 +13,7 @@ import numpy as np
 
 from odkit.data.image_io import max_image_pixels
 from odkit.errors import OdkitError
+from odkit.fileio import safe_path
 from odkit.inference.backends import BACKENDS, OnnxBackend, TorchScriptBackend
 from odkit.inference.images import ImageInput, load_image
 
@@ -56,13 +57,28 @@ def read_export_info(model_dir: Path) -> dict[str, Any]:
         )
     try:
         info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OdkitError(f"cannot read {INFO_FILE}: {exc}", where=str(path), hint="re-run odkit export") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise OdkitError(f"cannot read {INFO_FILE}: {type(exc).__name__}: {str(exc)[:200]}", where=str(path),
+                         hint="re-run odkit export") from None
     if not isinstance(info, dict) or not isinstance(info.get("formats"), dict) or not isinstance(info.get("outputs"), list):
         raise OdkitError(f"{INFO_FILE} lacks 'formats' / 'outputs'", where=str(path), hint="re-run odkit export")
     missing = [n for n in REQUIRED_OUTPUTS if n not in info["outputs"]]
     if missing:
         raise OdkitError(f"{INFO_FILE} outputs lack {missing}", where=str(path), hint="re-run odkit export")
+    for fmt, entry in info["formats"].items():
+        if isinstance(entry, dict) and entry.get("file") is not None:
+            # a model folder names files inside itself only (no '..', absolute paths or symlinks out)
+            safe_path(model_dir, str(entry["file"]), what=f"formats.{fmt}.file", where=str(path),
+                      hint="an export folder names files inside itself only; re-run odkit export")
+    classes = info.get("classes") or []
+    if not isinstance(classes, list):
+        raise OdkitError(f"{INFO_FILE} 'classes' must be a list", where=str(path), hint="re-run odkit export")
+    for c in classes:
+        if isinstance(c, dict) and "id" in c:
+            cid = c["id"]
+            if isinstance(cid, bool) or not isinstance(cid, (int, str)) or not str(cid).strip().isdigit():
+                raise OdkitError(f"{INFO_FILE} has class id {str(cid)[:40]!r}, expected a positive integer",
+                                 where=str(path), hint="re-run odkit export")
     return info
 
 
@@ -106,7 +122,8 @@ class Detector:
         entry = self.info["formats"].get(fmt)
         if not isinstance(entry, dict) or not entry.get("file"):
             return None
-        path = self.model_dir / str(entry["file"])
+        path = safe_path(self.model_dir, str(entry["file"]), what=f"formats.{fmt}.file",
+                         where=str(self.model_dir / INFO_FILE))
         if not path.is_file():
             raise OdkitError(f"{path.name} listed in {INFO_FILE} is missing", where=str(self.model_dir),
                              hint="re-run odkit export")
