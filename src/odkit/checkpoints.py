@@ -209,7 +209,7 @@ def safe_torch_load(path: str | os.PathLike[str], what: str = "file") -> Any:
         raise OdkitError(f"cannot read {what}: it declares more data than fits in memory", where=str(path)) from None
     except Exception as exc:  # the safe unpickler raises many types on crafted or truncated files
         text = _OBJECT_REPR.sub("<file>", str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
-        raise OdkitError(f"cannot read {what} (only weights_only tensors / primitives are loaded): "
+        raise OdkitError(f"cannot read {what} (only weights_only state dicts are loaded): "
                          f"{type(exc).__name__}: {text[:200]}", where=str(path)) from None
 
 

@@ -82,8 +82,10 @@ def _pil_open(data: bytes, where: str | None) -> Image.Image:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise DataError(f"image too large ({exc})", where=where) from exc
+    except Image.UnidentifiedImageError:
+        raise DataError("not an image file Pillow can read", where=where) from None
     except Exception as exc:
-        raise DataError(f"cannot read image ({type(exc).__name__}: {exc})", where=where) from exc
+        raise DataError(f"cannot read image ({type(exc).__name__}: {str(exc)[:200]})", where=where) from None
     w, h = img.size
     check_image_pixels(int(w), int(h), where)
     return img

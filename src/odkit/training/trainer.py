@@ -146,6 +146,25 @@ def _run_eval(config: Any, ckpt: Path, model_dir: Path, device: torch.device, lo
         log("eval " + ckpt.name + ": " + ", ".join(f"{k} {v:.4f}" for k, v in list(shown.items())[:4]))
 
 
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: Any) -> None:
+    """``optimizer.load_state_dict`` plus the checks torch leaves to the first step: every param group keeps
+    the keys and value types of the optimizer built from the config (a crafted file fails here, as one line)."""
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    if not isinstance(state, dict) or not isinstance(state.get("param_groups"), list):
+        raise ValueError("not an optimizer state dict")
+    optimizer.load_state_dict(state)
+    for want, got in zip(fresh, optimizer.param_groups):
+        if set(want) != set(got) - {"params"}:
+            raise ValueError(f"param group keys {sorted(set(got) - {'params'})} != {sorted(want)}")
+        for k, v in want.items():
+            if isinstance(v, (int, float, bool)) != isinstance(got[k], (int, float, bool)) or (
+                    isinstance(v, tuple) and not isinstance(got[k], (tuple, list))):
+                raise ValueError(f"param group value {k!r} has type {type(got[k]).__name__}")
+    for s in optimizer.state.values():
+        if not isinstance(s, dict) or not all(torch.is_tensor(x) or isinstance(x, (int, float)) for x in s.values()):
+            raise ValueError("per-parameter state holds something other than tensors and numbers")
+
+
 def _entries(folder: Path) -> set[str] | None:
     """Names in ``folder`` (None when it does not exist)."""
     try:
@@ -306,8 +325,8 @@ class Trainer:
             ckpts.remove_stale_temporaries(self.model_dir)
         barrier(self.dist)
         seed_everything(self.opts.seed)
-        model = self.model_fn(self.config.model, is_training=True)
         ckpts.check_resumable(self.model_dir)
+        model = self.model_fn(self.config.model, is_training=True)
         latest = ckpts.latest_checkpoint(self.model_dir)
         if latest is None:
             report = apply_fine_tune(model, tc, allow_download=self.opts.allow_download)
@@ -344,7 +363,7 @@ class Trainer:
                 )
             if "optimizer" in train_state:
                 try:
-                    optimizer.load_state_dict(train_state["optimizer"])
+                    _load_optimizer_state(optimizer, train_state["optimizer"])
                 except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as exc:
                     raise OdkitError(
                         f"cannot resume the optimizer state: {type(exc).__name__}: {str(exc)[:200]}",

@@ -154,9 +154,7 @@ def create_pet_tfrecord(
     image_dir = os.path.join(data_dir, "images")
     annotations_dir = os.path.join(data_dir, "annotations")
     examples = read_examples_list(os.path.join(annotations_dir, "trainval.txt"))
-    train, val = split_pets(examples)
-    if log is not None:
-        log(f"{len(train)} training and {len(val)} validation examples.")
+    train, val = split_pets(examples)  # (the counts are in the summary printed at the end)
     summary = Summary(label_map_path=label_map.path, num_classes=label_map.num_classes)
     writers: list[ShardedWriter] = []
     try:  # all or nothing: both splits are published together, only when they hold boxes
