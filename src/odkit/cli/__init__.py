@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 import traceback
@@ -34,7 +35,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "records": ("odkit.cli.data_cmd", "inspect, draw and preview TFRecords"),
     "download": ("odkit.cli.data_cmd", "download a public dataset (pets)"),
     "config": ("odkit.cli.config_cmd", "validate, show, diff and check pipeline.config files"),
+    "serve": ("odkit.cli.serve_cmd", "serve exported models over HTTP (TF Serving REST API + a web page)"),
 }
+
+# Top-level module -> the extra that installs it. The base install is the light runtime (no torch).
+EXTRA_FOR_MODULE: dict[str, str] = {
+    **dict.fromkeys(("torch", "torchvision", "safetensors", "tensorboard", "onnx", "matplotlib"), "train"),
+    **dict.fromkeys(("starlette", "uvicorn", "multipart", "python_multipart", "anyio", "h11"), "serve"),
+    "onnxscript": "export",
+    "fsspec": "remote",
+}
+
+
+# Commands that cannot start without the `train` extra: refused up front, before they write anything.
+TORCH_COMMANDS = ("train", "eval", "export", "demo")
+
+
+def missing_extra_error(exc: ModuleNotFoundError, command: str | None) -> OdkitError | None:
+    """A one-line error naming the extra to install when ``exc`` is a known optional dependency."""
+    root = (exc.name or "").split(".")[0]
+    extra = EXTRA_FOR_MODULE.get(root)
+    if extra is None:
+        return None
+    what = {"train": "PyTorch (training, checkpoint evaluation, export)", "serve": "the HTTP stack"}.get(extra, root)
+    return OdkitError(
+        f"`odkit {command or ''}` needs {what}, which this install lacks (no module {root!r})",
+        hint=f'pip install "odkit[{extra}]"',
+    )
 
 
 def normalize_flag_spelling(argv: Sequence[str]) -> list[str]:
@@ -114,12 +141,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = None
     args: argparse.Namespace | None = None
     try:
+        if command in TORCH_COMMANDS and importlib.util.find_spec("torch") is None:
+            raise missing_extra_error(ModuleNotFoundError(name="torch"), command)  # type: ignore[misc]
         parser = build_parser(command)
         args = parser.parse_args(argv)
         if not getattr(args, "_run", None):
             parser.print_help()
             return 0 if not argv else 2
         return int(args._run(args) or 0)
+    except ModuleNotFoundError as exc:
+        err = missing_extra_error(exc, command)
+        if err is None:
+            return _report_bug(exc, command, args, debug)
+        print(f"odkit {command or ''}: error: {err.one_line()}".replace("  ", " "), file=sys.stderr)
+        return err.exit_code
     except OdkitError as exc:
         if debug:
             traceback.print_exc()
@@ -133,15 +168,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit:
         raise
     except BaseException as exc:  # the last resort: never a bare traceback for a user
-        if debug:
-            traceback.print_exc()
-        what = _input_of(args)
-        where = f" while processing {_one_line(what, 200)}" if what else ""
-        print(f"odkit {command or ''}: internal error{where}: {type(exc).__name__}: {_one_line(exc)} "
-              "-- this is a bug in odkit, please report it"
-              + ("" if debug else " (rerun with --debug or ODKIT_DEBUG=1 for the traceback)"),
-              file=sys.stderr)
-        return EXIT_BUG
+        return _report_bug(exc, command, args, debug)
+
+
+def _report_bug(exc: BaseException, command: str | None, args: argparse.Namespace | None, debug: bool) -> int:
+    """One line naming the command and the input; the traceback only with --debug / ODKIT_DEBUG=1."""
+    if debug:
+        traceback.print_exception(exc)
+    what = _input_of(args)
+    where = f" while processing {_one_line(what, 200)}" if what else ""
+    print(f"odkit {command or ''}: internal error{where}: {type(exc).__name__}: {_one_line(exc)} "
+          "-- this is a bug in odkit, please report it"
+          + ("" if debug else " (rerun with --debug or ODKIT_DEBUG=1 for the traceback)"),
+          file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":
