@@ -80,7 +80,6 @@ class _ResNetBase(nn.Module):
         super().__init__()
         from odkit.models.backbones.resnet import ResNetBackbone
 
-        self.depth = depth
         self.backbone = ResNetBackbone(depth)
         self.register_buffer("channel_means", torch.tensor(CHANNEL_MEANS).view(1, 3, 1, 1), persistent=False)
         self.backbone_param_prefixes = ("backbone.",)

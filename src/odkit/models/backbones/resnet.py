@@ -47,7 +47,7 @@ class ResNetBackbone(nn.Module):
         net = DEPTHS[depth](weights=None)
         if variant == "tf":
             _to_tf_v1(net)
-        self.variant = variant
+        self.depth, self.variant = int(depth), variant
         # torchvision attribute names, so torchvision ImageNet state dicts load under the backbone prefix
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4

@@ -38,14 +38,14 @@ def _dense_index(tf_names: set[str], head: str) -> int | None:
     return found[0] if found else None
 
 
-def faster_rcnn_maps(model, tf_names: set[str]) -> list[tuple[str, str, object]]:
+def tf_maps(model, model_config, tf_names: set[str]) -> list[tuple[str, str, object]]:
     """(odkit name, TF name, transform) for every tensor of a ResNet Faster R-CNN (non-FPN)."""
     from odkit.models.faster_rcnn_feature_extractors import ResNetFasterRcnnFeatureExtractor
 
     fe = model.feature_extractor
     if not isinstance(fe, ResNetFasterRcnnFeatureExtractor):
         raise NotImplementedError(f"no TF mapping for Faster R-CNN feature extractor {type(fe).__name__}")
-    depth = fe.depth
+    depth = fe.backbone.depth
     maps = resnet_v1_keras_maps("feature_extractor.backbone.", PROPOSAL, depth, (1, 2, 3, 4))
     maps += resnet_v1_keras_maps("feature_extractor.backbone.", BOX_CLASSIFIER, depth, (5,))
     maps += _rpn_maps(model)
