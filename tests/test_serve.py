@@ -192,6 +192,7 @@ def test_status_metadata_health_page_metrics(server: Server) -> None:
     for asset in ("/app.js", "/style.css"):
         status, body, _ = request(port, "GET", asset)
         assert status == 200 and len(body) > 500
+        assert b"http://" not in body and b"https://" not in body and b"//cdn" not in body  # works offline
     status, text, headers = request(port, "GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
     text_s = text.decode()
