@@ -1,0 +1,313 @@
+"""TF2 checkpoints as fine_tune_checkpoint (TF's restore_from_objects semantics), `odkit export` of a TF checkpoint,
+`odkit convert-checkpoint`, and fine-tuning from the FPN-lite fixture checkpoint on the pets subset end to end.
+
+Fixtures: the TF OD API reference folders in shared/compat/tfod_reference plus every complete subfolder of
+$ODKIT_TFOD_FIXTURES (see tests/test_tf_parity.py); skipped cleanly without them. The numerical parity of the
+mapped models is tests/test_tf_parity.py's subject; here: which tensors each fine-tune type restores, and the
+command-line paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from odkit import checkpoints as ck
+from odkit.cli import main
+from odkit.errors import OdkitError
+
+FPNLITE = "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8"
+REPO = Path(__file__).resolve().parents[1]
+PETS_LABEL_MAP = REPO / "src" / "odkit" / "data" / "pet_label_map.pbtxt"
+
+
+def _fixture_dirs() -> list[Path]:
+    from conftest import SHARED
+
+    roots = [SHARED / "compat" / "tfod_reference"]
+    if os.environ.get("ODKIT_TFOD_FIXTURES"):
+        roots.append(Path(os.environ["ODKIT_TFOD_FIXTURES"]))
+    out = []
+    for root in roots:
+        if root.is_dir():
+            out += [d for d in sorted(root.iterdir()) if (d / "checkpoint" / "checkpoint").is_file()
+                    and (d / "pipeline.config").is_file()]
+    return out
+
+
+def _fixture(compat_dir: Path, name: str) -> Path:
+    d = compat_dir / "tfod_reference" / name
+    if not (d / "checkpoint" / "ckpt-0.index").is_file():
+        pytest.skip(f"{d} not found")
+    return d
+
+
+def _build(config_path: Path, num_classes: int | None = None, is_training: bool = True):  # noqa: ANN202
+    from odkit.builders.model_builder import build_model
+    from odkit.config import load
+
+    config = load(config_path)
+    arch = config.model.WhichOneof("model")
+    if num_classes is not None:
+        getattr(config.model, arch).num_classes = num_classes
+    torch.manual_seed(0)
+    return build_model(config.model, is_training=is_training), config
+
+
+def _tf_values(model: torch.nn.Module, config, ckpt) -> dict[str, np.ndarray]:  # noqa: ANN001
+    from odkit.tfcompat.mapping import map_tf_variables
+
+    plan = map_tf_variables(model, config.model, ckpt)
+    return {m.odkit_name: np.asarray(m.transform(ckpt.read(m.tf_name))) for m in plan.maps}
+
+
+def _equal(t: torch.Tensor, a: np.ndarray) -> bool:
+    return tuple(t.shape) == a.shape and np.array_equal(t.detach().cpu().numpy(), a.astype(t.detach().numpy().dtype))
+
+
+@pytest.mark.parametrize("fixture", _fixture_dirs(), ids=lambda d: d.name)
+def test_restore_types_follow_restore_from_objects(fixture: Path) -> None:
+    """full: everything; detection: the feature extractor, heads fresh; classification: the backbone only."""
+    from odkit.tfcompat import open_tf_checkpoint
+    from odkit.training.finetune import load_tf_fine_tune
+
+    path = str(fixture / "checkpoint")
+    ckpt = open_tf_checkpoint(path)
+    model, config = _build(fixture / "pipeline.config")
+    tf = _tf_values(model, config, ckpt)
+    rep = load_tf_fine_tune(model, config.model, path, "full")
+    state = model.state_dict()
+    assert rep.fresh == [] and sorted(rep.loaded) == sorted(state)
+    assert all(_equal(state[k], tf[k]) for k in state)
+
+    # detection into a model with another num_classes: the class head does not fit, and is not asked for
+    model, config = _build(fixture / "pipeline.config", num_classes=3)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    rep = load_tf_fine_tune(model, config.model, path, "detection")
+    state = model.state_dict()
+    fe = sorted(k for k in state if k.startswith(model.feature_extractor_param_prefixes))
+    heads = [k for k in state if k not in fe]
+    assert fe and heads and sorted(rep.loaded) == fe and sorted(rep.fresh) == sorted(heads)
+    assert all(_equal(state[k], tf[k]) for k in fe)
+    assert all(torch.equal(state[k], init[k]) for k in heads)
+    float_heads = [k for k in heads if state[k].is_floating_point() and state[k].numel() > 1]
+    same_shape = [k for k in float_heads if tuple(state[k].shape) == tf[k].shape]
+    assert same_shape and not any(_equal(state[k], tf[k]) for k in same_shape)  # e.g. the box head: fresh
+    assert rep.skipped and all(not n.startswith("model/_feature_extractor") for n, _ in rep.skipped)
+    assert "restored" in rep.summary() and f"left fresh {len(heads)}" in rep.summary()
+
+    model, config = _build(fixture / "pipeline.config", num_classes=3)
+    rep = load_tf_fine_tune(model, config.model, path, "classification")
+    state = model.state_dict()
+    backbone = sorted(k for k in state if k.startswith(model.backbone_param_prefixes))
+    assert backbone and sorted(rep.loaded) == backbone and set(backbone) < set(fe)
+    assert all(_equal(state[k], tf[k]) for k in backbone)
+
+    # full with another num_classes: one line naming the first mismatch
+    with pytest.raises(OdkitError, match=r"full fine-tune checkpoint does not match the model: .* has shape") as ei:
+        load_tf_fine_tune(model, config.model, path, "full")
+    assert "\n" not in str(ei.value)
+
+
+def test_fine_tune_checkpoint_options(compat_dir: Path) -> None:
+    """apply_fine_tune picks a TF source from the path; V1 is refused as TF2 does; load_all (TF1) takes heads too."""
+    from odkit.training.finetune import apply_fine_tune
+
+    fixture = _fixture(compat_dir, FPNLITE)
+    model, config = _build(fixture / "pipeline.config")
+    tc = config.train_config
+    tc.fine_tune_checkpoint = str(fixture / "checkpoint" / "ckpt-0")
+    tc.fine_tune_checkpoint_type = "detection"
+    tc.fine_tune_checkpoint_version = 1  # V1
+    with pytest.raises(OdkitError, match="fine_tune_checkpoint_version V1"):
+        apply_fine_tune(model, tc, model_config=config.model)
+    tc.fine_tune_checkpoint_version = 2
+    rep = apply_fine_tune(model, tc, model_config=config.model)
+    assert rep is not None and rep.scope == "model/_feature_extractor" and rep.fresh
+    tc.load_all_detection_checkpoint_vars = True
+    rep = apply_fine_tune(model, tc, model_config=config.model)
+    assert rep is not None and rep.fresh == []
+    tc.fine_tune_checkpoint = str(fixture / "missing" / "ckpt-0")
+    with pytest.raises(OdkitError):
+        apply_fine_tune(model, tc, model_config=config.model)
+
+
+def _pets_records(shared_dir: Path, out: Path, n: int = 8) -> Path:
+    """A tiny pets folder (the first n trainval examples, symlinked) converted with odkit's pets converter."""
+    from odkit.data.converters.pets import create_pet_tfrecord
+
+    src = shared_dir / "datasets" / "oxford_pets_subset"
+    if not (src / "annotations" / "trainval.txt").is_file():
+        pytest.skip(f"{src} not found")
+    data = out / "pets"
+    (data / "annotations").mkdir(parents=True)
+    lines = (src / "annotations" / "trainval.txt").read_text().splitlines()[:n]
+    (data / "annotations" / "trainval.txt").write_text("\n".join(lines) + "\n")
+    (data / "annotations" / "xmls").symlink_to(src / "annotations" / "xmls")
+    (data / "images").symlink_to(src / "images")
+    create_pet_tfrecord(str(data), str(out / "records"), num_shards=1, log=None)
+    return out / "records"
+
+
+def _pets_overrides(records: Path, size: int = 128, num_classes: int | None = 37) -> list[str]:
+    ov = [
+        f"train_input_reader.tf_record_input_reader.input_path={records / 'pet_faces_train.record-?????-of-00001'}",
+        f"train_input_reader.label_map_path={PETS_LABEL_MAP}",
+        f"eval_input_reader.0.tf_record_input_reader.input_path={records / 'pet_faces_val.record-?????-of-00001'}",
+        f"eval_input_reader.0.label_map_path={PETS_LABEL_MAP}",
+        "train_config.batch_size=2",
+        f"model.ssd.image_resizer.fixed_shape_resizer.height={size}",
+        f"model.ssd.image_resizer.fixed_shape_resizer.width={size}",
+    ]
+    if num_classes is not None:
+        ov.append(f"model.ssd.num_classes={num_classes}")
+    return [a for o in ov for a in ("--override", o)]
+
+
+@pytest.mark.slow
+def test_fine_tune_from_fpnlite_zoo_checkpoint_on_pets(shared_dir: Path, compat_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`odkit train` with the zoo config unchanged but paths (+ pets classes, small size): the feature extractor
+    starts from the TF values, the heads do not. The feature extractor is frozen (freeze_variables) so its
+    parameters can be compared with the TF values after the steps; the heads train."""
+    from odkit.tfcompat import open_tf_checkpoint
+
+    fixture = _fixture(compat_dir, FPNLITE)
+    records = _pets_records(shared_dir, tmp_path)
+    tf_ckpt = fixture / "checkpoint" / "ckpt-0"
+    model_dir = tmp_path / "run"
+    argv = ["train", "--pipeline_config_path", str(fixture / "pipeline.config"), "--model_dir", str(model_dir),
+            "--num_train_steps", "2", "--checkpoint_every_n", "2", "--num_workers", "0", "--device", "cpu",
+            "--log_every_n", "1", *_pets_overrides(records),
+            "--override", f"train_config.fine_tune_checkpoint={tf_ckpt}",
+            "--override", "train_config.fine_tune_checkpoint_type=detection",
+            "--config_override", 'train_config { freeze_variables: "^feature_extractor\\\\." }']
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"fine_tune_checkpoint (detection: model/_feature_extractor) {tf_ckpt}: restored" in out
+    assert f"full lists in {model_dir / 'fine_tune_report.json'}" in out and "step 2/2" in out
+    report = json.loads((model_dir / "fine_tune_report.json").read_text())
+
+    model, config = _build(fixture / "pipeline.config", num_classes=37)
+    ckpt = open_tf_checkpoint(tf_ckpt)
+    tf = _tf_values(model, config, ckpt)
+    trained = ck.read_state_dict(model_dir)
+    params = {n for n, _ in model.named_parameters()}
+    fe = sorted(k for k in trained if k.startswith("feature_extractor."))
+    assert sorted(report["restored"]) == fe and len(fe) > 300
+    assert sorted(report["left_fresh"]) == sorted(k for k in trained if not k.startswith("feature_extractor."))
+    assert all(r["name"].startswith("model/_box_predictor/") for r in report["skipped"])
+    # frozen feature-extractor parameters: exactly the TF values (BN moving statistics move in training mode)
+    fe_params = [k for k in fe if k in params]
+    assert len(fe_params) > 150 and all(_equal(trained[k], tf[k]) for k in fe_params)
+    # independent of the mapping's transforms: the first conv kernel, HWIO -> OIHW
+    first = ckpt.read("model/_feature_extractor/classification_backbone/layer_with_weights-0/kernel")
+    assert any(np.array_equal(trained[k].numpy(), first.transpose(3, 2, 0, 1)) for k in fe_params)
+    # heads: not the TF values (class head: 38 vs 91 outputs; box head: same shape, fresh then trained)
+    heads = [k for k in trained if k in params and not k.startswith("feature_extractor.")]
+    assert heads and not any(_equal(trained[k], tf[k]) for k in heads if tuple(trained[k].shape) == tf[k].shape)
+    assert any(tuple(trained[k].shape) != tf[k].shape for k in heads)
+    meta = json.loads((model_dir / "ckpt-2" / "meta.json").read_text())
+    assert np.isfinite(meta["losses"]["Loss/total_loss"])
+
+
+def _write_pngs(fixture: Path, out: Path) -> list[Path]:
+    from PIL import Image
+
+    ref = np.load(fixture / "reference.npz")
+    out.mkdir()
+    paths = []
+    for i in range(2):
+        p = out / f"image_{i}.png"
+        Image.fromarray(ref[f"input/image_{i}_uint8"]).save(p)  # lossless: the exact pixels TF was fed
+        paths.append(p)
+    return paths
+
+
+@pytest.mark.slow
+def test_export_zoo_checkpoint_and_predict_with_onnxruntime(compat_dir: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`odkit export --trained_checkpoint_dir zoo/checkpoint` then `odkit predict`: the fixture's detections."""
+    pytest.importorskip("onnxruntime")
+    fixture = _fixture(compat_dir, FPNLITE)
+    out = tmp_path / "export"
+    assert main(["export", "--pipeline_config_path", str(fixture / "pipeline.config"),
+                 "--trained_checkpoint_dir", str(fixture / "checkpoint"), "--output_directory", str(out),
+                 "--formats", "onnx"]) == 0, capsys.readouterr().err
+    info = json.loads((out / "export_info.json").read_text())
+    assert info["checkpoint"]["format"] == "tensorflow" and info["checkpoint"]["step"] == 0
+    assert ck.latest_checkpoint(out / "checkpoint") is not None  # the mapped weights, as odkit safetensors
+    images = _write_pngs(fixture, tmp_path / "images")
+    assert main(["predict", "--model", str(out), "--images", *map(str, images), "--output_dir",
+                 str(tmp_path / "pred"), "--backend", "onnx", "--min_score", "0.05", "--max_boxes", "100",
+                 "--no_draw"]) == 0
+    records = json.loads((tmp_path / "pred" / "detections.json").read_text())
+    ref = np.load(fixture / "reference.npz")
+    for i, rec in enumerate(records):
+        n = int(ref["eval/postprocess/num_detections"][i])
+        scores = ref["eval/postprocess/detection_scores"][i][:n]
+        keep = scores >= 0.05
+        want_cls = ref["eval/postprocess/detection_classes"][i][:n][keep].astype(int) + 1  # 0-based in TF postprocess
+        want_boxes = ref["eval/postprocess/detection_boxes"][i][:n][keep]
+        dets = rec["detections"]
+        assert len(dets) == int(keep.sum())
+        # rounded to 6 decimals in detections.json; tolerances as tests/test_tf_parity.py's
+        np.testing.assert_allclose([d["score"] for d in dets], scores[keep], atol=1e-5)
+        assert [d["class_id"] for d in dets] == want_cls.tolist()
+        np.testing.assert_allclose([d["box"] for d in dets], np.clip(want_boxes, 0, 1), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_convert_checkpoint_round_trip(shared_dir: Path, compat_dir: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """convert-checkpoint writes D/ckpt-0 + index that load_weights, train (fine-tune and resume) and eval accept."""
+    from odkit.tfcompat import open_tf_checkpoint
+
+    fixture = _fixture(compat_dir, FPNLITE)
+    cfg = str(fixture / "pipeline.config")
+    d = tmp_path / "converted"
+    argv = ["convert-checkpoint", "--pipeline_config_path", cfg, "--tf_checkpoint",
+            str(fixture / "checkpoint" / "ckpt-0"), "--output_dir", str(d)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (d / "checkpoint").read_text().startswith('model_checkpoint_path: "ckpt-0"')
+    assert sorted(p.name for p in d.iterdir()) == ["checkpoint", "ckpt-0", "pipeline.config"]
+    model, config = _build(fixture / "pipeline.config", is_training=False)
+    loaded = ck.load_weights(model, d)  # strict: every tensor, same names and shapes
+    assert loaded.step == 0
+    tf = _tf_values(model, config, open_tf_checkpoint(fixture / "checkpoint"))
+    state = model.state_dict()
+    assert all(_equal(state[k], tf[k]) for k in state)
+    # nothing is overwritten, and a bad source leaves nothing behind
+    assert main(argv) == 2 and "exists and is not empty" in capsys.readouterr().err
+    bad = ["convert-checkpoint", "--pipeline_config_path", str(compat_dir / "tfod_reference" /
+           "ssd_efficientdet_d0_512x512_coco17_tpu-8" / "pipeline.config"), "--tf_checkpoint",
+           str(fixture / "checkpoint"), "--output_dir", str(tmp_path / "bad")]
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bad")]
+
+    records = _pets_records(shared_dir, tmp_path / "data")
+    common = ["--num_workers", "0", "--device", "cpu"]
+    # as fine_tune_checkpoint (odkit format, detection: the feature extractor)
+    run = tmp_path / "ft"
+    assert main(["train", "--pipeline_config_path", cfg, "--model_dir", str(run), "--num_train_steps", "1",
+                 "--override", f"train_config.fine_tune_checkpoint={d}",
+                 "--override", "train_config.fine_tune_checkpoint_type=detection", *common,
+                 *_pets_overrides(records)]) == 0
+    assert f"fine_tune_checkpoint (detection: feature extractor: feature_extractor) {d}" in capsys.readouterr().out
+    # eval of the converted checkpoint (the model's 90 COCO classes, on pets records: only that it runs)
+    assert main(["eval", "--pipeline_config_path", cfg, "--model_dir", str(tmp_path / "eval"), "--checkpoint_dir",
+                 str(d), "--run_once", "--device", "cpu", *_pets_overrides(records, num_classes=None)]) == 0
+    assert "step 0" in capsys.readouterr().out
+    # as --model_dir to continue from (same classes: the converted checkpoint is the whole model)
+    assert main(["train", "--pipeline_config_path", cfg, "--model_dir", str(d), "--num_train_steps", "1",
+                 "--override", "train_config.fine_tune_checkpoint=", *common,
+                 *_pets_overrides(records, num_classes=None)]) == 0
+    assert f"resuming from {d / 'ckpt-0'}" in capsys.readouterr().out
+    assert [c.step for c in ck.list_checkpoints(d)] == [0, 1]
