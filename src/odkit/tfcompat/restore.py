@@ -24,6 +24,7 @@ while it may be reachable from several (EfficientDet's backbone is stored under 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from torch import nn
 from odkit.errors import OdkitError, UnsupportedError
 
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+NOT_RESTORED_BUFFERS = ("num_batches_tracked",)  # torch BN step counters: TF has none, nothing reads them
 
 # fine_tune_checkpoint_type detection: TF object paths (from the checkpoint root) per meta-architecture
 DETECTION_ROOTS: dict[str, tuple[str, ...]] = {
@@ -78,37 +80,132 @@ def is_tf_checkpoint(path: str | os.PathLike[str]) -> bool:
     return False
 
 
-def _children(node: Any) -> Iterable[tuple[str, int]]:
+# Object-graph edges that tf.saved_model.save adds beside a Keras model's own attributes (functions, traces,
+# the variable lists of every layer): a SavedModel's variables are stored under the shortest path, e.g.
+# `_model/_box_predictor/variables/0`; without these edges the shortest path is the checkpoint's name.
+_SAVED_MODEL_EDGES = frozenset({
+    "__call__", "variables", "trainable_variables", "non_trainable_variables", "regularization_losses",
+    "keras_api", "metrics", "signatures", "serving_default", "call_and_return_all_conditional_losses",
+    "call_and_return_conditional_losses", "_jit_compiled_convolution_op", "_side_input_names",
+})
+_SAVED_MODEL_EDGE_RE = re.compile(r"^(trace|capture)_\d+$")
+SAVED_MODEL_ROOT = "_model"  # exporter_lib_v2.DetectionInferenceModule._model
+
+
+def _children(node: Any, skip_saved_model_edges: bool = False) -> Iterable[tuple[str, int]]:
     for ref in node.children:
-        yield ref.local_name, int(ref.node_id)
+        name = ref.local_name
+        if skip_saved_model_edges and (name in _SAVED_MODEL_EDGES or _SAVED_MODEL_EDGE_RE.match(name)):
+            continue
+        yield name, int(ref.node_id)
 
 
-def object_node(graph: Any, path: str) -> int | None:
-    """Node id of the object at ``path`` ('model/_feature_extractor') in a TrackableObjectGraph, or None."""
-    node = 0
-    for part in path.split("/"):
-        node = next((i for name, i in _children(graph.nodes[node]) if name == part), -1)
-        if node < 0:
-            return None
-    return node
+def _variable_key(node: Any) -> str | None:
+    for attr in node.attributes:
+        key = attr.checkpoint_key
+        if attr.name == "VARIABLE_VALUE" and key.endswith(VALUE_SUFFIX):
+            return str(key[: -len(VALUE_SUFFIX)])
+    return None
 
 
-def reachable_variables(graph: Any, paths: Sequence[str]) -> set[str]:
-    """Variable names (bundle keys minus ``/.ATTRIBUTES/VARIABLE_VALUE``) reachable from any object in ``paths``."""
-    stack = [n for n in (object_node(graph, p) for p in paths) if n is not None]
-    seen = set(stack)
-    out: set[str] = set()
-    while stack:
-        node = graph.nodes[stack.pop()]
-        for attr in node.attributes:
-            key = attr.checkpoint_key
-            if attr.name == "VARIABLE_VALUE" and key.endswith(VALUE_SUFFIX):
-                out.add(key[: -len(VALUE_SUFFIX)])
-        for _, child in _children(node):
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
-    return out
+class TFModelVariables:
+    """The detection model's variables of a TF checkpoint under the names a ``tf.train.Checkpoint(model=...)``
+    gives them (``model/_feature_extractor/...``), from a training / zoo checkpoint or from the variables of a
+    SavedModel written by exporter_main_v2 (model under ``_model``, keys such as ``_model/.../variables/3``).
+
+    Offers what :func:`odkit.tfcompat.mapping.map_tf_variables` uses of a TFCheckpoint (``prefix``,
+    ``variables()``, ``read()``, ``raw_keys()``, ``object_graph()``) plus :meth:`reachable`."""
+
+    def __init__(self, ckpt: Any) -> None:
+        self.ckpt = ckpt
+        self.prefix = ckpt.prefix
+        self.graph = ckpt.object_graph()
+        roots = dict(_children(self.graph.nodes[0]))
+        if "model" in roots:
+            self.saved_model = False
+            self._model_node = roots["model"]
+            self._names = {n: n for n in ckpt.variables()}
+        elif SAVED_MODEL_ROOT in roots:
+            self.saved_model = True
+            self._model_node = roots[SAVED_MODEL_ROOT]
+            self._names = self._saved_model_names()
+        elif CLASSIFICATION_CHECKPOINT_ROOT in roots:
+            raise UnsupportedError(
+                "TF classification checkpoints (object root 'feature_extractor') are not read",
+                where=str(ckpt.prefix),
+                hint="fine-tune from a TF2 detection zoo checkpoint, an odkit checkpoint or torchvision:// weights",
+            )
+        else:
+            raise OdkitError("not a TF OD API detection checkpoint (no 'model' object in its object graph)",
+                             where=str(ckpt.prefix))
+
+    def _saved_model_names(self) -> dict[str, str]:
+        """checkpoint-style name -> stored variable name, by a breadth-first walk without SavedModel edges."""
+        stored = self.ckpt.variables()
+        out: dict[str, str] = {}
+        seen = {self._model_node}
+        queue = [(self._model_node, "model")]
+        for node_id, path in queue:  # breadth first, children in stored order (as TF names checkpoint keys)
+            node = self.graph.nodes[node_id]
+            key = _variable_key(node)
+            if key is not None and key in stored:
+                out.setdefault(path, key)
+            for name, child in _children(node, skip_saved_model_edges=True):
+                if child not in seen:
+                    seen.add(child)
+                    queue.append((child, f"{path}/{name}"))
+        missing = len({v for v in stored if v.startswith(SAVED_MODEL_ROOT + "/")} - set(out.values()))
+        if missing:
+            raise OdkitError(f"{missing} variable(s) of the SavedModel are not reachable as model attributes",
+                             where=str(self.prefix), hint="use the zoo's checkpoint/ folder instead")
+        return out
+
+    def variables(self) -> dict[str, Any]:
+        from dataclasses import replace
+
+        stored = self.ckpt.variables()
+        return {n: (stored[k] if n == k else replace(stored[k], name=n)) for n, k in self._names.items()}
+
+    def read(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise OdkitError(f"no variable {name!r} in the checkpoint", where=str(self.prefix))
+        return np.asarray(self.ckpt.read(self._names[name]))
+
+    def raw_keys(self) -> list[str]:
+        return list(self.ckpt.raw_keys())
+
+    def object_graph(self) -> Any:
+        return self.graph
+
+    def reachable(self, paths: Sequence[str]) -> set[str]:
+        """Names of the variables reachable from any object at the checkpoint-style ``paths`` ('model/...')."""
+        skip = self.saved_model
+        back = {k: n for n, k in self._names.items()}
+        starts = []
+        for path in paths:
+            parts = path.split("/")
+            if parts[0] != "model":
+                continue
+            node: int | None = self._model_node
+            for part in parts[1:]:
+                node = next((i for name, i in _children(self.graph.nodes[node], skip) if name == part), None)
+                if node is None:
+                    break
+            if node is not None:
+                starts.append(node)
+        seen = set(starts)
+        stack = list(starts)
+        out: set[str] = set()
+        while stack:
+            node = self.graph.nodes[stack.pop()]
+            key = _variable_key(node)
+            if key is not None and key in back:
+                out.add(back[key])
+            for _, child in _children(node, skip):
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return out
 
 
 @dataclass
@@ -121,9 +218,8 @@ class TFSelection:
     sources: dict[str, str] = field(default_factory=dict)  # odkit name -> TF variable name
     outside: list[str] = field(default_factory=list)  # TF variables outside the scope (not restored)
     unmatched: list[str] = field(default_factory=list)  # TF variables nothing in the model maps to
-    mismatched: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-    # (odkit name, TF name, checkpoint shape after layout transform, model shape)
-    fresh: list[str] = field(default_factory=list)  # odkit tensors not restored
+    mismatched: list[tuple[str, str, str]] = field(default_factory=list)  # in scope: (odkit, TF, description)
+    fresh: list[str] = field(default_factory=list)  # odkit tensors not restored (BN step counters aside)
 
 
 def _arch(model_config: Any) -> str:
@@ -141,32 +237,25 @@ def select_tf_tensors(
     *,
     load_all: bool = False,
 ) -> TFSelection:
-    """Read the variables of ``ckpt`` (an opened TF checkpoint) that ``kind`` restores, mapped and transformed
-    to odkit tensors. ``load_all`` (TF1's load_all_detection_checkpoint_vars): every variable whose shape fits.
-
-    Raises nothing for shape mismatches or gaps: the caller decides (see odkit.training.finetune)."""
+    """Read the variables of ``ckpt`` (an opened TF checkpoint, or its TFModelVariables) that ``kind``
+    restores, mapped and transformed to odkit tensors. ``load_all`` (TF1's load_all_detection_checkpoint_vars):
+    every variable whose shape fits. Raises nothing for shape mismatches or gaps: the caller decides (see
+    odkit.training.finetune)."""
     from odkit.tfcompat.mapping import map_tf_variables
 
     arch = _arch(model_config)
-    graph = ckpt.object_graph()
-    if object_node(graph, "model") is None:
-        if object_node(graph, CLASSIFICATION_CHECKPOINT_ROOT) is not None:
-            raise UnsupportedError(
-                "TF classification checkpoints (object root 'feature_extractor') are not read",
-                where=str(ckpt.prefix),
-                hint="fine-tune from a TF2 detection zoo checkpoint, an odkit checkpoint or torchvision:// weights",
-            )
-        raise OdkitError(
-            "not a TF OD API detection checkpoint (no 'model' object in its object graph)", where=str(ckpt.prefix)
-        )
+    if not isinstance(ckpt, TFModelVariables):
+        ckpt = TFModelVariables(ckpt)
     plan = map_tf_variables(model, model_config, ckpt)
     target = model.state_dict()
+    all_tf = set(ckpt.variables())
+    mismatched = [_parse_mismatch(text) for text in plan.mismatched]
     if kind == "full" or load_all:
-        in_scope = {m.tf_name for m in plan.maps}
+        in_scope = all_tf
         scope = "model (everything)"
     elif kind == "detection":
         roots = DETECTION_ROOTS[arch]
-        in_scope = reachable_variables(graph, roots)
+        in_scope = ckpt.reachable(roots)
         scope = " + ".join(roots)
     elif kind == "classification":
         prefixes = tuple(getattr(model, "backbone_param_prefixes", ()) or ())
@@ -177,28 +266,31 @@ def select_tf_tensors(
                 hint="use detection or full",
             )
         in_scope = {m.tf_name for m in plan.maps if m.odkit_name.startswith(prefixes)}
+        in_scope |= {tf for name, tf, _ in mismatched if name.startswith(prefixes)}
         scope = "the backbone (" + ", ".join(p.rstrip(".") for p in prefixes) + ")"
     else:  # pragma: no cover - fine_tune_type() validates first
         raise UnsupportedError(f"fine_tune_checkpoint_type {kind!r} is not supported")
     sel = TFSelection(kind=kind, scope=scope)
-    mapped_tf = {m.tf_name for m in plan.maps}
-    for m in plan.maps:
+    for m in plan.maps:  # shapes already checked by the plan
         if m.tf_name not in in_scope:
             continue
-        want = target.get(m.odkit_name)
-        if want is None:
-            raise OdkitError(f"name mapping names {m.odkit_name!r}, which the model does not have",
-                             where=str(ckpt.prefix))
+        want = target[m.odkit_name]
         value = np.asarray(m.transform(ckpt.read(m.tf_name)))
-        if tuple(value.shape) != tuple(want.shape):
-            sel.mismatched.append((m.odkit_name, m.tf_name, tuple(value.shape), tuple(want.shape)))
-            continue
+        assert tuple(value.shape) == tuple(want.shape), (m.odkit_name, value.shape, want.shape)
         sel.tensors[m.odkit_name] = torch.from_numpy(np.ascontiguousarray(value)).to(want.dtype)
         sel.sources[m.odkit_name] = m.tf_name
-    sel.outside = sorted(n for n in mapped_tf if n not in in_scope)
-    sel.unmatched = sorted(plan.unmatched_tf)
-    sel.fresh = [k for k in target if k not in sel.tensors]
+    sel.mismatched = [mm for mm in mismatched if mm[1] in in_scope]
+    unmatched = set(plan.unmatched_tf) - {tf for _, tf, _ in mismatched}
+    sel.outside = sorted(n for n in all_tf - unmatched if n not in in_scope)
+    sel.unmatched = sorted(unmatched)
+    sel.fresh = [k for k in target if k not in sel.tensors and not k.endswith(NOT_RESTORED_BUFFERS)]
     return sel
+
+
+def _parse_mismatch(text: str) -> tuple[str, str, str]:
+    """(odkit name, TF name, text) from a MappingPlan.mismatched entry 'odkit [shape] <- tf [shape]'."""
+    left, _, right = text.partition(" <- ")
+    return left.split(" [")[0], right.split(" [")[0], text
 
 
 def read_tf_state_dict(model: nn.Module, model_config: Any, path: str | os.PathLike[str],
@@ -219,9 +311,8 @@ def read_tf_state_dict(model: nn.Module, model_config: Any, path: str | os.PathL
 def check_full(sel: TFSelection, where: str) -> None:
     """``full``: the checkpoint must fill every model tensor with the same shape."""
     if sel.mismatched:
-        name, tf_name, have, want = sel.mismatched[0]
         raise OdkitError(
-            f"{tf_name} has shape {have} (as {name}) but the model needs {want} "
+            f"full fine-tune checkpoint does not match the model: shapes differ for {sel.mismatched[0][2]} "
             f"({len(sel.mismatched)} mismatch(es))",
             where=where,
             hint="use the pipeline.config the checkpoint was trained with (num_classes, depth, ...), or "

@@ -304,8 +304,12 @@ def load_tf_fine_tune(
     if kind == "full" and not load_all:
         check_full(sel, where)
     elif sel.mismatched and not load_all:
-        name, tf_name, have, want = sel.mismatched[0]
-        raise _first_mismatch_error(f"{tf_name} (as {name})", have, want, len(sel.mismatched), kind, where)
+        raise OdkitError(
+            f"{kind} fine-tune checkpoint does not match the model: shapes differ for {sel.mismatched[0][2]} "
+            f"({len(sel.mismatched)} mismatch(es) under {sel.scope})",
+            where=where,
+            hint="use the pipeline.config the checkpoint was trained with",
+        )
     if kind == "detection" and not load_all:
         fe = _feature_extractor_prefixes(model)
         gaps = [k for k in sel.fresh if k.startswith(fe)]
@@ -326,7 +330,7 @@ def load_tf_fine_tune(
     report = FineTuneReport(source=path, kind=kind, scope=sel.scope if not load_all else "every variable whose "
                             "shape matches", loaded=list(sel.tensors), fresh=list(sel.fresh))
     report.skipped += [(n, f"outside {sel.scope}") for n in sel.outside]
-    report.skipped += [(tf, f"shape {have} vs {want} in the model ({name})") for name, tf, have, want in sel.mismatched]
+    report.skipped += [(tf, f"shapes differ: {text}") for _, tf, text in sel.mismatched]
     report.skipped += [(n, "nothing in this model maps to it") for n in sel.unmatched]
     return report
 
