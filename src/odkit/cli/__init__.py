@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -33,7 +34,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "records": ("odkit.cli.data_cmd", "inspect, draw and preview TFRecords"),
     "download": ("odkit.cli.data_cmd", "download a public dataset (pets)"),
     "config": ("odkit.cli.config_cmd", "validate, show, diff and check pipeline.config files"),
+    "serve": ("odkit.cli.serve_cmd", "serve exported models over HTTP (TF Serving REST API + a web page)"),
 }
+
+# Top-level module -> the extra that installs it. The base install is the light runtime (no torch).
+EXTRA_FOR_MODULE: dict[str, str] = {
+    **dict.fromkeys(("torch", "torchvision", "safetensors", "tensorboard", "onnx", "matplotlib"), "train"),
+    **dict.fromkeys(("starlette", "uvicorn", "multipart", "python_multipart", "anyio", "h11"), "serve"),
+    "onnxscript": "export",
+    "fsspec": "remote",
+}
+
+
+# Commands that cannot start without the `train` extra: refused up front, before they write anything.
+TORCH_COMMANDS = ("train", "eval", "export", "demo")
+
+
+def missing_extra_error(exc: ModuleNotFoundError, command: str | None) -> OdkitError | None:
+    """A one-line error naming the extra to install when ``exc`` is a known optional dependency."""
+    root = (exc.name or "").split(".")[0]
+    extra = EXTRA_FOR_MODULE.get(root)
+    if extra is None:
+        return None
+    what = {"train": "PyTorch (training, checkpoint evaluation, export)", "serve": "the HTTP stack"}.get(extra, root)
+    return OdkitError(
+        f"`odkit {command or ''}` needs {what}, which this install lacks (no module {root!r})",
+        hint=f'pip install "odkit[{extra}]"',
+    )
 
 
 def normalize_flag_spelling(argv: Sequence[str]) -> list[str]:
@@ -69,12 +96,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         command = None
     try:
+        if command in TORCH_COMMANDS and importlib.util.find_spec("torch") is None:
+            raise missing_extra_error(ModuleNotFoundError(name="torch"), command)  # type: ignore[misc]
         parser = build_parser(command)
         args = parser.parse_args(argv)
         if not getattr(args, "_run", None):
             parser.print_help()
             return 0 if not argv else 2
         return int(args._run(args) or 0)
+    except ModuleNotFoundError as exc:
+        err = missing_extra_error(exc, command)
+        if err is None:
+            raise
+        print(f"odkit {command or ''}: error: {err.one_line()}".replace("  ", " "), file=sys.stderr)
+        return err.exit_code
     except OdkitError as exc:
         print(f"odkit {command or ''}: error: {exc.one_line()}".replace("  ", " "), file=sys.stderr)
         return exc.exit_code
