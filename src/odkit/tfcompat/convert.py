@@ -69,5 +69,5 @@ def convert_tf_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"odkit convert-checkpoint: wrote {out / 'ckpt-0'} ({len(state)} tensors from {prefix})")
+    log(f"odkit convert-checkpoint: wrote {out / 'ckpt-0'} (every model tensor mapped from {prefix})")
     return out / "ckpt-0"

@@ -295,8 +295,9 @@ def _parse_mismatch(text: str) -> tuple[str, str, str]:
 
 def read_tf_state_dict(model: nn.Module, model_config: Any, path: str | os.PathLike[str],
                        log: Any = None) -> dict[str, torch.Tensor]:
-    """Every tensor of ``model`` from a TF checkpoint (``full``: same shapes, nothing left unfilled); for
-    export and convert-checkpoint. One-line OdkitError naming the first problem."""
+    """Load every tensor of ``model`` from a TF checkpoint (``full``: same shapes, nothing left unfilled) and
+    return its whole state dict; for export and convert-checkpoint. One-line OdkitError naming the first
+    problem."""
     from odkit.tfcompat import open_tf_checkpoint
 
     ckpt = open_tf_checkpoint(path)
@@ -305,7 +306,8 @@ def read_tf_state_dict(model: nn.Module, model_config: Any, path: str | os.PathL
     if sel.unmatched and log is not None:
         log(f"warning: {len(sel.unmatched)} variable(s) of the TF checkpoint are not used by this model "
             f"(e.g. {sel.unmatched[0]})")
-    return sel.tensors
+    model.load_state_dict(sel.tensors, strict=False)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}  # + BN step counters, as initialised
 
 
 def check_full(sel: TFSelection, where: str) -> None:
