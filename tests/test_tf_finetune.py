@@ -317,3 +317,89 @@ def test_convert_checkpoint_round_trip(shared_dir: Path, compat_dir: Path, tmp_p
                  *_pets_overrides(records, num_classes=None)]) == 0
     assert f"resuming from {d / 'ckpt-0'}" in capsys.readouterr().out
     assert [c.step for c in ck.list_checkpoints(d)] == [0, 1]
+
+
+class _FakeBundle:
+    """What TFModelVariables uses of a TFCheckpoint, over a hand-built object graph."""
+
+    def __init__(self, graph, values: dict[str, np.ndarray]) -> None:  # noqa: ANN001
+        from odkit.tfcompat import TFVariable
+
+        self.prefix = Path("fake/variables/variables")
+        self.graph = graph
+        self.values = values
+        self.vars = {k: TFVariable(k, k + "/.ATTRIBUTES/VARIABLE_VALUE", v.dtype, v.shape) for k, v in values.items()}
+
+    def object_graph(self):  # noqa: ANN201
+        return self.graph
+
+    def variables(self):  # noqa: ANN201
+        return dict(self.vars)
+
+    def read(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def raw_keys(self) -> list[str]:
+        return sorted(v.key for v in self.vars.values())
+
+
+def _graph(edges: list[tuple[int, str, int]], variables: dict[int, str]):  # noqa: ANN202
+    from odkit.protos import tf_trackable_object_graph_pb2 as tog
+
+    g = tog.TrackableObjectGraph()
+    for _ in range(1 + max(max(a, b) for a, _, b in edges)):
+        g.nodes.add()
+    for a, name, b in edges:
+        g.nodes[a].children.add(node_id=b, local_name=name)
+    for node, key in variables.items():
+        g.nodes[node].attributes.add(name="VARIABLE_VALUE", checkpoint_key=key + "/.ATTRIBUTES/VARIABLE_VALUE")
+    return g
+
+
+def test_saved_model_variables_get_checkpoint_names() -> None:
+    """exporter_main_v2's SavedModel stores the model under `_model` and each variable under its shortest path,
+    often a Keras `variables/N` list; the names a tf.train.Checkpoint(model=...) gives come back (checked on a
+    real exported FPN-lite SavedModel too: all 384 names and values equal to its checkpoint/)."""
+    from odkit.tfcompat.restore import TFModelVariables
+
+    # 0 root; 1 _model; 2 _feature_extractor; 3 classification_backbone; 4 layer_with_weights-0; 5 kernel;
+    # 6 _feature_extractor.variables list; 7 _box_predictor; 8 head; 9 bias; 10 signatures; 11 keras_api
+    edges = [(0, "signatures", 10), (0, "_model", 1), (1, "_feature_extractor", 2), (1, "_box_predictor", 7),
+             (2, "variables", 6), (6, "0", 5), (2, "keras_api", 11), (11, "trace_0", 9),
+             (2, "classification_backbone", 3), (3, "layer_with_weights-0", 4), (4, "kernel", 5),
+             (7, "variables", 9), (7, "_prediction_heads", 8), (8, "bias", 9)]
+    keys = {5: "_model/_feature_extractor/variables/0", 9: "_model/_box_predictor/variables/0"}
+    values = {keys[5]: np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3), keys[9]: np.ones(3, np.float32)}
+    view = TFModelVariables(_FakeBundle(_graph(edges, keys), values))
+    kernel = "model/_feature_extractor/classification_backbone/layer_with_weights-0/kernel"
+    assert view.saved_model and sorted(view.variables()) == ["model/_box_predictor/_prediction_heads/bias", kernel]
+    assert view.variables()[kernel].shape == (1, 1, 2, 3) and np.array_equal(view.read(kernel), values[keys[5]])
+    assert view.reachable(["model/_feature_extractor"]) == {kernel}
+    assert view.reachable(["model"]) == set(view.variables())
+    # a plain checkpoint (root `model`) keeps the reader's names; a classification checkpoint is refused
+    plain = TFModelVariables(_FakeBundle(_graph([(0, "model", 1), (1, "_feature_extractor", 2), (2, "k", 3)],
+                                                {3: "model/_feature_extractor/k"}),
+                                         {"model/_feature_extractor/k": np.zeros(2, np.float32)}))
+    assert not plain.saved_model and list(plain.variables()) == ["model/_feature_extractor/k"]
+    assert plain.reachable(["model/_feature_extractor"]) == {"model/_feature_extractor/k"}
+    assert plain.reachable(["model/_box_predictor"]) == set()
+    with pytest.raises(OdkitError, match="TF classification checkpoints"):
+        TFModelVariables(_FakeBundle(_graph([(0, "feature_extractor", 1), (1, "k", 2)], {2: "feature_extractor/k"}),
+                                     {"feature_extractor/k": np.zeros(2, np.float32)}))
+
+
+def test_is_tf_checkpoint_tells_tf_from_odkit_folders(tmp_path: Path) -> None:
+    from odkit.tfcompat.restore import is_tf_checkpoint
+
+    ck.save_checkpoint(tmp_path / "odkit", 3, {"w": torch.zeros(2)})
+    assert not is_tf_checkpoint(tmp_path / "odkit") and not is_tf_checkpoint(tmp_path / "odkit" / "ckpt-3")
+    assert not is_tf_checkpoint(tmp_path / "odkit" / "checkpoint") and not is_tf_checkpoint(tmp_path / "nothing")
+    zoo = tmp_path / "zoo"
+    (zoo / "checkpoint").mkdir(parents=True)
+    (zoo / "checkpoint" / "ckpt-0.index").write_bytes(b"x")
+    (zoo / "checkpoint" / "checkpoint").write_text('model_checkpoint_path: "ckpt-0"\n')
+    (zoo / "saved_model" / "variables").mkdir(parents=True)
+    (zoo / "saved_model" / "variables" / "variables.index").write_bytes(b"x")
+    for p in ("checkpoint/ckpt-0", "checkpoint", "checkpoint/checkpoint", "checkpoint/ckpt-0.index", "saved_model",
+              "saved_model/variables", ""):
+        assert is_tf_checkpoint(zoo / p), p
