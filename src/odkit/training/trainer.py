@@ -339,7 +339,9 @@ class Trainer:
         frozen = apply_trainable_filters(model, list(tc.update_trainable_variables), list(tc.freeze_variables))
         if frozen:
             self.log(f"frozen parameters: {len(frozen)} (e.g. {frozen[0]})")
-        channels_last = device.type == "cuda"
+        # NHWC: oneDNN on CPU and cuDNN on GPU run these convolutions and batch norms faster in it (measured:
+        # SSD FPN-lite 320 train step -20% on one CPU thread, ResNet50 FPN 640 -10%)
+        channels_last = device.type in ("cuda", "cpu")
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
