@@ -26,7 +26,7 @@ from odkit.fileio import atomic_write_text
 from odkit.training import data_position
 from odkit.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown
 from odkit.training.ema import ModelEMA
-from odkit.training.finetune import apply_fine_tune, apply_trainable_filters
+from odkit.training.finetune import FINE_TUNE_REPORT, apply_fine_tune, apply_trainable_filters
 from odkit.training.optimizers import build_optimizer, set_learning_rate
 from odkit.training.precision import Precision, resolve_precision
 from odkit.training.progress import Progress, format_duration
@@ -329,9 +329,13 @@ class Trainer:
         model = self.model_fn(self.config.model, is_training=True)
         latest = ckpts.latest_checkpoint(self.model_dir)
         if latest is None:
-            report = apply_fine_tune(model, tc, allow_download=self.opts.allow_download)
+            report = apply_fine_tune(model, tc, allow_download=self.opts.allow_download,
+                                     model_config=self.config.model)
             if report is not None:
-                self.log(report.summary())
+                details = self.model_dir / FINE_TUNE_REPORT
+                if self.dist.is_main:
+                    report.write_json(details)
+                self.log(report.summary(details=str(details)))
         frozen = apply_trainable_filters(model, list(tc.update_trainable_variables), list(tc.freeze_variables))
         if frozen:
             self.log(f"frozen parameters: {len(frozen)} (e.g. {frozen[0]})")
