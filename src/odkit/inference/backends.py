@@ -24,6 +24,9 @@ class OnnxBackend:
             raise OdkitError("onnxruntime is not installed", hint="pip install onnxruntime (or odkit[infer])") from None
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # all graph optimisations (constant folding, conv + batch-norm / activation fusion, layout transforms)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if num_threads:
             opts.intra_op_num_threads = num_threads
         try:
