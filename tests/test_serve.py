@@ -231,6 +231,9 @@ def test_predict_and_detect_match_odkit_predict(server: Server, exports: dict[st
     (got,) = json.loads(body)
     assert (got["width"], got["height"]) == (records[0]["width"], records[0]["height"])
     assert got["detections"] == records[0]["detections"]
+    status, body, _ = request(port, "POST", f"/v1/models/ssd:detect?min_score={MIN_SCORE}&max_boxes={MAX_BOXES}",
+                              images[2].read_bytes(), {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and json.loads(body)[0]["detections"] == records[2]["detections"]  # curl --data-binary
     boundary = "odkitboundary"
     parts = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{p.name}"\r\n'
@@ -583,3 +586,24 @@ def test_missing_serve_extra_is_one_line(tmp_path: Path, exports: dict[str, Path
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == ("odkit serve: error: `odkit serve` needs the HTTP stack, which this install lacks "
                                    "(no module 'starlette') (pip install \"odkit[serve]\")")
+
+
+def test_model_specs_names_and_folders(tmp_path: Path, exports: dict[str, Path]) -> None:
+    from odkit.errors import OdkitError
+    from odkit.serve.models import resolve_model_specs
+
+    assert resolve_model_specs([str(exports["ssd"])], None) == [("ssd", exports["ssd"])]
+    assert resolve_model_specs([str(exports["ssd"])], "pets") == [("pets", exports["ssd"])]
+    assert resolve_model_specs([f"x={exports['tiny']}"], None) == [("x", exports["tiny"])]
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for name in ("b_model", "a_model"):
+        (folder / name).symlink_to(exports["tiny"], target_is_directory=True)
+    (folder / "not_an_export").mkdir()
+    assert resolve_model_specs([str(folder)], None) == [("a_model", folder / "a_model"), ("b_model", folder / "b_model")]
+    with pytest.raises(OdkitError, match="--model_name needs exactly one model"):
+        resolve_model_specs([str(folder)], "pets")
+    with pytest.raises(OdkitError, match="not usable in a URL"):
+        from odkit.serve.models import load_model
+
+        load_model("bad:name", exports["tiny"], max_batch=1, num_threads=1, max_pixels=10**6)

@@ -58,7 +58,7 @@ def missing_extra_error(exc: ModuleNotFoundError, command: str | None) -> OdkitE
     extra = EXTRA_FOR_MODULE.get(root)
     if extra is None:
         return None
-    what = {"train": "PyTorch (training, checkpoint evaluation, export)", "serve": "the HTTP stack"}.get(extra, root)
+    what = {"train": "PyTorch", "serve": "the HTTP stack"}.get(extra, root)
     return OdkitError(
         f"`odkit {command or ''}` needs {what}, which this install lacks (no module {root!r})",
         hint=f'pip install "odkit[{extra}]"',

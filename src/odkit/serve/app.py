@@ -197,8 +197,9 @@ async def _uploaded_files(request: Request, body: bytes) -> list[tuple[str, byte
         if not files:
             raise ApiError(400, "the multipart body has no file part (send e.g. curl -F image=@photo.jpg)")
         return files
-    if ctype in ("application/json", "application/x-www-form-urlencoded", "text/plain"):
-        raise ApiError(400, f":detect takes image bytes or a multipart upload, not {ctype} (use :predict for JSON)")
+    if ctype == "application/json":
+        raise ApiError(400, ":detect takes image bytes or a multipart upload, not JSON (use :predict for JSON)")
+    # Any other type (image/*, application/octet-stream, curl --data-binary's default) is the image itself.
     return [(request.query_params.get("name", "image")[:200], body)]
 
 
