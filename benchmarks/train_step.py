@@ -157,8 +157,9 @@ def run_case(case: str, device_name: str, batch: int, steps: int, warmup: int, t
              precision: str = "fp32", compile: bool = False) -> dict:
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
+    from odkit.runtime import available_cores
+
+    torch.set_num_threads(threads or available_cores())  # the same for odkit and its peers
     device = torch.device(device_name)
     torch.manual_seed(0)
     make = _odkit_step_fn if case.startswith("ssd_") else _torchvision_step_fn
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=0, help="0 = per-pair default (8 MobileNet, 2 ResNet50)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = torch default)")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = the cores available to this process, odkit.runtime)")
     p.add_argument("--cases", default=",".join(c for pair in PAIRS for c in pair))
     p.add_argument("--no-tfod", action="store_true", help="skip the TF OD API column")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
