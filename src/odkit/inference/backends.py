@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from odkit.errors import OdkitError
+from odkit.runtime import plan_threads
 
 BACKENDS = ("auto", "onnx", "torchscript")
 
@@ -27,8 +28,8 @@ class OnnxBackend:
         # all graph optimisations (constant folding, conv + batch-norm / activation fusion, layout transforms)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if num_threads:
-            opts.intra_op_num_threads = num_threads
+        opts.intra_op_num_threads = num_threads or plan_threads("infer").threads  # the cores actually available
+        opts.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
@@ -56,8 +57,7 @@ class TorchScriptBackend:
             ) from None
         import warnings
 
-        if num_threads:
-            torch.set_num_threads(num_threads)
+        torch.set_num_threads(num_threads or plan_threads("infer").threads)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
