@@ -111,8 +111,10 @@ def spread_scores(model, run: Callable[[], object], he_init: bool) -> None:
             feats = torch.cat(inputs[key])
             mean = feats.mean(0)
             spread = float((feats - mean).norm(dim=1).mean()) + 1e-6
-            layer.weight.normal_(std=scale / spread)
-            layer.bias.copy_(shift - layer.weight.reshape(layer.weight.shape[0], -1) @ mean)
+            taps = layer.weight[0, 0].numel() if isinstance(layer, torch.nn.Conv2d) else 1  # kernel positions
+            layer.weight.normal_(std=scale / (spread * taps**0.5))
+            per_channel = layer.weight.reshape(layer.weight.shape[0], mean.shape[0], -1).sum(-1)
+            layer.bias.copy_(shift - per_channel @ mean)
 
 
 def torchvision_peer(arch: str, feature_extractor: str, num_classes: int, size: tuple[int, int]):
