@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from odkit.errors import OdkitError
+from odkit.fileio import atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = "ssd_mobilenet_v2_fpnlite_128x128_demo"
@@ -230,9 +231,7 @@ def run_demo(
         "eval_pictures": str(model_dir / "eval"),
         "tensorboard": f"tensorboard --logdir {model_dir}",
     }
-    tmp = W / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, W / "summary.json")
+    atomic_write_text(W / "summary.json", json.dumps(summary, indent=2))
 
     m = summary["metrics"]
 

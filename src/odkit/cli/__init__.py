@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from odkit import __version__
-from odkit.errors import OdkitError
+from odkit.errors import OdkitError, current_input
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -73,8 +75,15 @@ def normalize_flag_spelling(argv: Sequence[str]) -> list[str]:
     return out
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (the usage text is what --help is for)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="odkit",
         description="The TensorFlow Object Detection API workflow on PyTorch, without TensorFlow.",
     )
@@ -89,11 +98,48 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Flags naming a command's main input, in the order the last-resort handler looks for one.
+_INPUT_FLAGS = ("pipeline_config_path", "annotations_file", "csv_path", "data_dir", "pattern", "paths", "path",
+                "a", "model", "images", "groundtruth", "detections", "trained_checkpoint_dir", "checkpoint_dir",
+                "model_dir", "dest", "dataset")
+EXIT_BUG = 70  # EX_SOFTWARE: an odkit bug, not a user error (user errors exit 2)
+
+
+def _input_of(args: argparse.Namespace | None) -> str | None:
+    """The input being processed: the innermost one a library marked (``odkit.errors.processing``), else
+    the command's main input flag."""
+    inner = current_input()
+    if inner:
+        return inner
+    for name in _INPUT_FLAGS:
+        value = getattr(args, name, None) if args is not None else None
+        if value:
+            return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return None
+
+
+def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
+    debug = os.environ.get("ODKIT_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        debug = True
+    return debug, argv
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. User errors: one line, exit 2. Anything unexpected: one line naming the command
+    and the input, exit 70, the traceback only with ``--debug`` or ``ODKIT_DEBUG=1``."""
     argv = normalize_flag_spelling(sys.argv[1:] if argv is None else argv)
+    debug, argv = _debug_requested(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in COMMANDS:
         command = None
+    args: argparse.Namespace | None = None
     try:
         if command in TORCH_COMMANDS and importlib.util.find_spec("torch") is None:
             raise missing_extra_error(ModuleNotFoundError(name="torch"), command)  # type: ignore[misc]
@@ -106,10 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         err = missing_extra_error(exc, command)
         if err is None:
-            raise
+            return _report_bug(exc, command, args, debug)
         print(f"odkit {command or ''}: error: {err.one_line()}".replace("  ", " "), file=sys.stderr)
         return err.exit_code
     except OdkitError as exc:
+        if debug:
+            traceback.print_exc()
         print(f"odkit {command or ''}: error: {exc.one_line()}".replace("  ", " "), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -117,6 +165,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except SystemExit:
+        raise
+    except BaseException as exc:  # the last resort: never a bare traceback for a user
+        return _report_bug(exc, command, args, debug)
+
+
+def _report_bug(exc: BaseException, command: str | None, args: argparse.Namespace | None, debug: bool) -> int:
+    """One line naming the command and the input; the traceback only with --debug / ODKIT_DEBUG=1."""
+    if debug:
+        traceback.print_exception(exc)
+    what = _input_of(args)
+    where = f" while processing {_one_line(what, 200)}" if what else ""
+    print(f"odkit {command or ''}: internal error{where}: {type(exc).__name__}: {_one_line(exc)} "
+          "-- this is a bug in odkit, please report it"
+          + ("" if debug else " (rerun with --debug or ODKIT_DEBUG=1 for the traceback)"),
+          file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

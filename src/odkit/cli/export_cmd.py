@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from odkit.fileio import check_output_dir
+
+    check_output_dir(args.output_directory, "--output_directory")
     from odkit.export.pipeline_export import export_from_config
 
     result = export_from_config(

@@ -174,6 +174,23 @@ class SameConv2d(nn.Conv2d):
         return super().forward(x)
 
 
+def tf_same_padding(module: nn.Module, explicit_padding: bool = False) -> nn.Module:
+    """Turn every zero-padded ``nn.Conv2d`` under ``module`` (e.g. torchvision's, padding (k-1)//2) into a
+    `SameConv2d` with TF "SAME" padding (or TF `fixed_padding` with ``explicit_padding``), in place; parameter
+    names and shapes do not change."""
+    for m in module.modules():
+        if type(m) is nn.Conv2d and m.padding_mode == "zeros" and m.dilation == (1, 1):
+            k, s = m.kernel_size[0], m.stride[0]
+            if m.kernel_size != (k, k) or m.stride != (s, s) or m.padding not in ((0, 0), ((k - 1) // 2,) * 2):
+                continue
+            symmetric = s == 1 and k % 2 == 1 and not explicit_padding
+            m.__class__ = SameConv2d
+            m.padding = ((k - 1) // 2,) * 2 if symmetric else (0, 0)
+            m._explicit = explicit_padding
+            m._dynamic = not symmetric and not explicit_padding and k > 1
+    return module
+
+
 def max_pool_same(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     """TF max pooling with "SAME" padding: pads (right/bottom heavy) so out = ceil(in / stride); padded
     positions never win (-inf)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from odkit.checkpoints import safe_torch_load
 from odkit.errors import ConfigError, OdkitError, UnsupportedError
 
 FINE_TUNE_TYPES = ("detection", "classification", "full")
@@ -91,7 +91,6 @@ def _torchvision_state_dict(name: str, allow_download: bool) -> dict[str, torch.
 
 def read_source_state_dict(path: str, allow_download: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of a fine-tune source (see module doc)."""
-    import pickle
 
     if path.startswith("torchvision://"):
         return _torchvision_state_dict(path.removeprefix("torchvision://"), allow_download)
@@ -120,14 +119,7 @@ def read_source_state_dict(path: str, allow_download: bool = False) -> dict[str,
             return load_file(str(p), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise OdkitError(f"cannot read safetensors: {exc}", where=path) from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notices from the safe unpickler
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise OdkitError(
-            f"cannot read checkpoint (only weights_only state dicts are loaded): {exc}".splitlines()[0], where=path
-        ) from None
+    obj = safe_torch_load(p, "checkpoint")
     if not isinstance(obj, Mapping):
         raise OdkitError("file does not hold a state dict", where=path)
     return _tensors_only(obj, path)
