@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from odkit import __version__
 from odkit.errors import OdkitError, current_input
+from odkit.fileio import removing_created_dirs
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("odkit.cli.eval_cmd", "evaluate checkpoints with COCO / PASCAL metrics (model_main_tf2.py --checkpoint_dir)"),
     "eval-json": ("odkit.cli.eval_json_cmd", "COCO metrics from a COCO ground-truth JSON and a detections JSON"),
     "export": ("odkit.cli.export_cmd", "export a checkpoint to ONNX / TorchScript (exporter_main_v2.py)"),
+    "convert-checkpoint": ("odkit.cli.convert_cmd", "TF2 Model Zoo / TF OD API checkpoint -> odkit checkpoint folder"),
     "predict": ("odkit.cli.predict_cmd", "run an exported model on images (onnxruntime or TorchScript)"),
     "demo": ("odkit.cli.demo_cmd", "the whole workflow end to end: data, records, train, eval, export, predict"),
     "create-pet-tfrecord": ("odkit.cli.data_cmd", "Oxford-IIIT Pet folder -> sharded TFRecords (create_pet_tf_record.py)"),
@@ -57,7 +59,7 @@ def missing_extra_error(exc: ModuleNotFoundError, command: str | None) -> OdkitE
     extra = EXTRA_FOR_MODULE.get(root)
     if extra is None:
         return None
-    what = {"train": "PyTorch (training, checkpoint evaluation, export)", "serve": "the HTTP stack"}.get(extra, root)
+    what = {"train": "PyTorch", "serve": "the HTTP stack"}.get(extra, root)
     return OdkitError(
         f"`odkit {command or ''}` needs {what}, which this install lacks (no module {root!r})",
         hint=f'pip install "odkit[{extra}]"',
@@ -102,6 +104,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 _INPUT_FLAGS = ("pipeline_config_path", "annotations_file", "csv_path", "data_dir", "pattern", "paths", "path",
                 "a", "model", "images", "groundtruth", "detections", "trained_checkpoint_dir", "checkpoint_dir",
                 "model_dir", "dest", "dataset")
+# Flags naming where a command writes.
+_OUTPUT_FLAGS = ("model_dir", "output_directory", "output_dir", "output_path", "label_map_output_path", "out", "dest")
 EXIT_BUG = 70  # EX_SOFTWARE: an odkit bug, not a user error (user errors exit 2)
 
 
@@ -148,7 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "_run", None):
             parser.print_help()
             return 0 if not argv else 2
-        return int(args._run(args) or 0)
+        # a failed command leaves no folder it created (each command removes its own partial files)
+        with removing_created_dirs(*(getattr(args, f, None) for f in _OUTPUT_FLAGS)):
+            return int(args._run(args) or 0)
     except ModuleNotFoundError as exc:
         err = missing_extra_error(exc, command)
         if err is None:
