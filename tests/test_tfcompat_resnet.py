@@ -74,5 +74,10 @@ def test_faster_rcnn_mapping_covers_every_tensor(compat_dir, config):
     assert len({t for _, t, _ in maps}) == len(maps)
     for o, t, f in maps:  # layouts: the transform of a TF-shaped array has the odkit shape
         shape = tuple(state[o].shape)
-        tf_shape = {4: (shape[2], shape[3], shape[1], shape[0]), 2: (shape[1], shape[0])}.get(len(shape), shape)
+        if len(shape) == 4:
+            tf_shape = (shape[2], shape[3], shape[1], shape[0])  # HWIO
+        elif len(shape) == 2:
+            tf_shape = (shape[1], shape[0])  # dense [in, out]
+        else:
+            tf_shape = shape
         assert f(np.zeros(tf_shape, np.float32)).shape == shape, (o, t)
