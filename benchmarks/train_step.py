@@ -6,10 +6,16 @@ Pairs (same input size, batch and random boxes):
   ssd_mnv2_fpnlite_320   odkit SSD MobileNet v2 FPN-lite 320 (TF2 zoo config)
   ssdlite320             torchvision ssdlite320_mobilenet_v3_large (weights=None, weights_backbone=None)
 
-Each case runs in its own subprocess so that peak memory is per model: peak RSS (ru_maxrss) on CPU,
-torch.cuda.max_memory_allocated on CUDA. One step = forward + loss + backward + SGD update.
+and, for each odkit config, the TF OD API's own training step (`tfod:<case>`): `model_lib_v2.eager_train_step`
+in a tf.function with the config's optimizer, run by ../shared/tools/tfod_reference/time_tfod_train_step.py in
+the TF venv described in that folder's README (ODKIT_TFOD_VENV, default ~/tfod-venv; ODKIT_TFOD_SRC, default
+~/tfod-src). TensorFlow is never imported by odkit: without that venv the column says so and is skipped.
 
-    .venv/bin/python benchmarks/train_step.py --batch 2 --steps 3 [--device cuda] [--cases a,b]
+Each case runs in its own subprocess so that peak memory is per model: peak RSS (ru_maxrss) on CPU,
+torch.cuda.max_memory_allocated on CUDA. One step = forward + loss + backward + SGD update. Default batch per
+pair: 8 for the MobileNet pair, 2 for the ResNet50 pair (the issue's reference settings); --batch overrides.
+
+    .venv/bin/python benchmarks/train_step.py --steps 3 [--threads 2] [--device cuda] [--cases a,b] [--no-tfod]
 """
 
 from __future__ import annotations
@@ -32,6 +38,36 @@ CONFIGS = {
 PAIRS = [("ssd_resnet50_fpn_640", "retinanet_640"), ("ssd_mnv2_fpnlite_320", "ssdlite320")]
 SIZES = {"ssd_resnet50_fpn_640": 640, "retinanet_640": 640, "ssd_mnv2_fpnlite_320": 320, "ssdlite320": 320}
 NUM_CLASSES = {"ssd_resnet50_fpn_640": 37, "retinanet_640": 37, "ssd_mnv2_fpnlite_320": 90, "ssdlite320": 90}
+DEFAULT_BATCH = {"ssd_resnet50_fpn_640": 2, "retinanet_640": 2, "ssd_mnv2_fpnlite_320": 8, "ssdlite320": 8}
+TFOD_TOOL = SHARED / "tools/tfod_reference/time_tfod_train_step.py"
+
+
+def run_tfod(case: str, batch: int, steps: int, warmup: int, threads: int) -> dict | str:
+    """The TF OD API's own training step on CONFIGS[case] (a subprocess in the TF venv) or why it was skipped."""
+    venv = Path(os.environ.get("ODKIT_TFOD_VENV", Path.home() / "tfod-venv"))
+    src = Path(os.environ.get("ODKIT_TFOD_SRC", Path.home() / "tfod-src"))
+    py = venv / "bin/python"
+    if not py.exists() or not (src / "research/object_detection").is_dir() or not TFOD_TOOL.exists():
+        return (f"skipped: TF OD API venv not found (want {py}, {src}/research/object_detection and {TFOD_TOOL};"
+                " see ../shared/tools/tfod_reference/README.md)")
+    n = str(threads or os.cpu_count() or 1)
+    env = {**os.environ, "PYTHONPATH": f"{src / 'research'}:{src}", "TF_USE_LEGACY_KERAS": "1",
+           "OMP_NUM_THREADS": n, "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n,
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # a small wrapper process reports the TF process's own peak RSS (RUSAGE_CHILDREN of a fresh parent)
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+               "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+    cmd = [sys.executable, "-c", wrapper, str(py), str(TFOD_TOOL), str(CONFIGS[case]), str(batch),
+           "--warmup", str(max(1, warmup)), "--steps", str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
+    peak = next((x for x in out.stdout.splitlines() if x.startswith("PEAK_KIB")), "PEAK_KIB nan")
+    if out.returncode != 0 or line is None:
+        return f"failed (exit {out.returncode}): {out.stderr.strip().splitlines()[-1:]}"
+    s_per_step = float(line.split("median ")[1].split(" s/step")[0])
+    peak_mb = float(peak.split()[1]) / 1024
+    return {"case": f"tfod:{case}", "device": "cpu", "batch": batch, "steps": steps, "size": SIZES[case],
+            "params_m": float("nan"), "img_per_s": batch / s_per_step, "s_per_step": s_per_step, "peak_mb": peak_mb}
 
 
 def _random_boxes(torch, batch: int, n: int, gen):
@@ -40,7 +76,14 @@ def _random_boxes(torch, batch: int, n: int, gen):
     return torch.cat([yx, yx + hw], dim=-1)  # normalized ymin, xmin, ymax, xmax
 
 
-def _odkit_step_fn(case: str, device, batch: int, torch):
+def _autocast(torch, device, precision: str):
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _odkit_step_fn(case: str, device, batch: int, torch, precision: str = "fp32", compile: bool = False):
     from google.protobuf import text_format
 
     from odkit.builders.model_builder import build_model
@@ -59,9 +102,12 @@ def _odkit_step_fn(case: str, device, batch: int, torch):
           "weights": torch.ones(batch, n, device=device), "num_boxes": torch.full((batch,), n, device=device)}
     shapes = torch.tensor([[size, size, 3]] * batch, device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    predict = torch.compile(model.predict) if compile else model.predict
 
     def step():
-        pd = model.predict(model.preprocess(images))
+        with _autocast(torch, device, precision):
+            pd = predict(model.preprocess(images))
+        pd = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in pd.items()}
         losses = model.loss(pd, gt, shapes)
         total = sum(losses.values()) + model.regularization_loss()
         opt.zero_grad(set_to_none=True)
@@ -72,7 +118,7 @@ def _odkit_step_fn(case: str, device, batch: int, torch):
     return model, step
 
 
-def _torchvision_step_fn(case: str, device, batch: int, torch):
+def _torchvision_step_fn(case: str, device, batch: int, torch, precision: str = "fp32", compile: bool = False):
     import torchvision
 
     size = SIZES[case]
@@ -90,9 +136,12 @@ def _torchvision_step_fn(case: str, device, batch: int, torch):
                 "labels": torch.randint(1, NUM_CLASSES[case] + 1, (4,), generator=gen).to(device)}
                for i in range(batch)]
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    if compile:  # torchvision's detection models are not compile-friendly end to end: compile the backbone+FPN
+        model.backbone = torch.compile(model.backbone)
 
     def step():
-        losses = model(images, targets)
+        with _autocast(torch, device, precision):
+            losses = model(images, targets)
         total = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -102,7 +151,8 @@ def _torchvision_step_fn(case: str, device, batch: int, torch):
     return model, step
 
 
-def run_case(case: str, device_name: str, batch: int, steps: int, warmup: int, threads: int) -> dict:
+def run_case(case: str, device_name: str, batch: int, steps: int, warmup: int, threads: int,
+             precision: str = "fp32", compile: bool = False) -> dict:
     import torch
 
     if threads:
@@ -110,7 +160,7 @@ def run_case(case: str, device_name: str, batch: int, steps: int, warmup: int, t
     device = torch.device(device_name)
     torch.manual_seed(0)
     make = _odkit_step_fn if case.startswith("ssd_") else _torchvision_step_fn
-    model, step = make(case, device, batch, torch)
+    model, step = make(case, device, batch, torch, precision, compile)
     params = sum(p.numel() for p in model.parameters())
     for _ in range(warmup):
         step()
@@ -129,39 +179,68 @@ def run_case(case: str, device_name: str, batch: int, steps: int, warmup: int, t
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {"case": case, "device": device_name, "batch": batch, "steps": steps, "size": SIZES[case],
+            "precision": precision, "compile": compile,
             "params_m": params / 1e6, "img_per_s": batch * steps / dt, "s_per_step": dt / steps, "peak_mb": peak_mb}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--batch", type=int, default=0, help="0 = per-pair default (8 MobileNet, 2 ResNet50)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = torch default)")
     p.add_argument("--cases", default=",".join(c for pair in PAIRS for c in pair))
+    p.add_argument("--no-tfod", action="store_true", help="skip the TF OD API column")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model's forward")
+    p.add_argument("--json", help="also write all results to this JSON file")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child mode: run one case, print JSON
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(run_case(args.one, args.device, args.batch, args.steps, args.warmup, args.threads)))
+        print(json.dumps(run_case(args.one, args.device, args.batch, args.steps, args.warmup, args.threads,
+                                  args.precision, args.compile)))
         return 0
     results: dict[str, dict] = {}
-    for case in args.cases.split(","):
-        cmd = [sys.executable, __file__, "--one", case, "--device", args.device, "--batch", str(args.batch),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+
+    def show(r: dict) -> None:
+        results[r["case"]] = r
+        print(f"{r['case']:28s} {r['size']:4d}px batch {r['batch']}  {r['params_m']:6.2f}M params  "
+              f"{r['img_per_s']:7.3f} img/s  {r['s_per_step']:7.3f} s/step  peak {r['peak_mb']:8.1f} MB", flush=True)
+
+    cases = args.cases.split(",")
+    for case in cases:
+        batch = args.batch or DEFAULT_BATCH[case]
+        cmd = [sys.executable, __file__, "--one", case, "--device", args.device, "--batch", str(batch),
+               "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+               "--precision", args.precision] + (["--compile"] if args.compile else [])
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{case}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        results[case] = r
-        print(f"{case:24s} {r['size']:4d}px batch {r['batch']}  {r['params_m']:6.2f}M params  "
-              f"{r['img_per_s']:7.3f} img/s  {r['s_per_step']:7.3f} s/step  peak {r['peak_mb']:8.1f} MB", flush=True)
+        show(json.loads(out.stdout.strip().splitlines()[-1]))
+        if case in CONFIGS and not args.no_tfod and args.device == "cpu":
+            r = run_tfod(case, batch, args.steps, args.warmup, args.threads)
+            if isinstance(r, str):
+                print(f"{'tfod:' + case:28s} {r}", flush=True)
+            else:
+                show(r)
+    print()
     for a, b in PAIRS:
-        if a in results and b in results:
-            ra, rb = results[a], results[b]
-            print(f"{a} / {b}: throughput x{ra['img_per_s'] / rb['img_per_s']:.2f}, "
-                  f"peak memory x{ra['peak_mb'] / rb['peak_mb']:.2f}")
+        ra, rb, rt = results.get(a), results.get(b), results.get(f"tfod:{a}")
+        if ra is None:
+            continue
+        parts = []
+        if rt is not None:
+            parts.append(f"vs TF OD API: throughput x{ra['img_per_s'] / rt['img_per_s']:.2f}, "
+                         f"peak memory x{ra['peak_mb'] / rt['peak_mb']:.2f}")
+        if rb is not None:
+            parts.append(f"vs {b}: throughput x{ra['img_per_s'] / rb['img_per_s']:.2f}, "
+                         f"peak memory x{ra['peak_mb'] / rb['peak_mb']:.2f}")
+        if parts:
+            print(f"{a}: " + "; ".join(parts))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 
