@@ -86,7 +86,7 @@ def export_from_config(
     from odkit.config import load, require_supported, to_text
     from odkit.export.exporter import check_input_type, check_opset, parse_formats
     from odkit.export.resize import export_resizer
-    from odkit.inputs.resizers import build_image_resizer
+    from odkit.inputs.builder import resizer_for_model
 
     check_input_type(input_type)
     formats = parse_formats(formats)
@@ -99,7 +99,7 @@ def export_from_config(
     ckpt = resolve_checkpoint(trained_checkpoint_dir)
     model = build_model(config.model, is_training=False)
     loaded = load_weights(model, ckpt, use_ema=use_ema)
-    resizer = export_resizer(build_image_resizer(getattr(config.model, arch).image_resizer))
+    resizer = export_resizer(resizer_for_model(config.model))
     log(f"odkit export: {arch} from {loaded.path} (step {loaded.step}{', EMA' if use_ema else ''})")
 
     num_classes = int(model.num_classes)

@@ -71,6 +71,23 @@ class BiFpnParams:
     combine_method: str = "fast_attention"
 
 
+def normalization(type_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) in raw pixel units such that preprocess(x) == (x - mean) / std for this extractor type."""
+    name = canonical_type(type_name)
+    if name.startswith("ssd_resnet"):
+        return _RESNET_MEANS, (1.0, 1.0, 1.0)
+    if name.startswith("ssd_mobilenet"):
+        return (127.5,) * 3, (127.5,) * 3
+    return tuple(m * 255.0 for m in _IMAGENET_MEAN), tuple(s * 255.0 for s in _IMAGENET_STD)
+
+
+def normalized_to_pixels(type_name: str, values: list[float]) -> list[float]:
+    """Raw pixel values that this extractor's preprocess maps to `values` (the TF SSD pad value lives in
+    normalised space: `SSDMetaArch.preprocess` normalises first, then resizes and pads)."""
+    mean, std = normalization(type_name)
+    return [v * s + m for v, m, s in zip(values, mean, std)]
+
+
 def canonical_type(type_name: str) -> str:
     name = ALIASES.get(type_name, type_name)
     if name not in SUPPORTED:

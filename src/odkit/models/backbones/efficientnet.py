@@ -136,10 +136,13 @@ class MBConvBlock(nn.Module):
         if not self.residual:
             return x
         if self.training and self.drop_rate > 0:
-            keep = 1.0 - self.drop_rate
-            mask = torch.floor(keep + torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device))
-            x = x * mask / keep
+            x = x * self.keep_mask(x) / (1.0 - self.drop_rate)
         return x + inputs
+
+    def keep_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """Drop connect: 1 keeps a sample's residual branch, 0 drops it (probability drop_rate)."""
+        keep = 1.0 - self.drop_rate
+        return torch.floor(keep + torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device))
 
 
 def block_specs(variant: int) -> list[BlockSpec]:
