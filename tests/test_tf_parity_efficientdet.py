@@ -187,3 +187,35 @@ def test_training_losses_match_tf(fixture_dir, ref, monkeypatch):
     # ~3e-4 off in variance already at the stem (measured), and TF re-run with the same masks and weights lands
     # 6e-3 of scale away from its own fixture; odkit is 1.2e-3 away.
     _close("train box_encodings", pred["box_encodings"], ref["train/predict/box_encodings"], rel=5e-3)
+
+
+def test_exported_onnx_gives_tf_detections(eval_model, ref, tmp_path):
+    """Export (resizer + model + postprocess in one graph), run with onnxruntime on the fixture's uint8 images.
+
+    End to end from pixels the scores inherit the predict-level differences: the bound is what the class
+    logit tolerance (REL of the logits' scale) allows through the sigmoid (slope <= 1/4); boxes within 1e-4.
+    Detections are matched (class, score, box) rather than by rank, as TF's own order among scores closer than
+    the tolerance is not reproducible either.
+    """
+    ort = pytest.importorskip("onnxruntime")
+    from odkit.export.exporter import export_model
+    from odkit.export.resize import export_resizer
+    from odkit.inference.compare import match_detections
+    from odkit.inputs.builder import resizer_for_model
+
+    cfg, model, _plan = eval_model
+    export_model(model, export_resizer(resizer_for_model(cfg.model)), tmp_path / "export", formats=["onnx"],
+                 verify=False)
+    session = ort.InferenceSession(str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    score_tol = 0.25 * REL * float(np.abs(ref["eval/predict/class_predictions_with_background"]).max())
+    for i in range(2):
+        out = dict(zip(names, session.run(None, {session.get_inputs()[0].name: ref[f"input/image_{i}_uint8"][None]})))
+        expected = {"num_detections": ref["eval/postprocess/num_detections"][i:i + 1],
+                    "detection_boxes": ref["eval/postprocess/detection_boxes"][i:i + 1],
+                    "detection_scores": ref["eval/postprocess/detection_scores"][i:i + 1],
+                    "detection_classes": ref["eval/postprocess/detection_classes"][i:i + 1] + 1.0}
+        problems, compared, worst_box = match_detections(expected, out, min_score=0.05, box_tol=1e-4,
+                                                         score_tol=score_tol)
+        assert problems == [] and compared > 10, problems[:3]
+        assert int(out["num_detections"][0]) == int(expected["num_detections"][0])
