@@ -85,6 +85,24 @@ def _close(name: str, got: torch.Tensor | np.ndarray, want: np.ndarray, rel: flo
     return diff / scale
 
 
+def test_ssd_pads_in_normalised_space():
+    """TF's SSDMetaArch.preprocess normalises, then resizes and pads: the pad value is in normalised units, so
+    odkit's pixel-space pad is the pixel value the extractor maps to it (no fixture needed)."""
+    from google.protobuf import text_format
+
+    from odkit.inputs.builder import resizer_for_model
+    from odkit.protos import model_pb2
+
+    def pad(fe_type: str, extra: str = "") -> list[float]:
+        text = (f'ssd {{ feature_extractor {{ type: "{fe_type}" }} image_resizer {{ keep_aspect_ratio_resizer '
+                f'{{ min_dimension: 64 max_dimension: 64 pad_to_max_dimension: true {extra} }} }} }}')
+        return resizer_for_model(text_format.Parse(text, model_pb2.DetectionModel())).pad_value()
+
+    assert np.allclose(pad("ssd_efficientnet-b0_bifpn_keras"), [123.675, 116.28, 103.53])
+    assert np.allclose(pad("ssd_mobilenet_v2_fpn_keras", "per_channel_pad_value: [1, 0, -1]"), [255.0, 127.5, 0.0])
+    assert np.allclose(pad("ssd_resnet50_v1_fpn_keras"), [123.68, 116.779, 103.939])
+
+
 def test_every_variable_consumed_and_every_tensor_filled(eval_model):
     _cfg, model, plan = eval_model
     assert plan.unmatched_tf == [] and plan.unfilled == [] and plan.mismatched == []

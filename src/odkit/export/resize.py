@@ -28,7 +28,7 @@ class TraceableKeepAspectRatio(nn.Module):
                              persistent=False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from odkit.inputs.resizers import resize_bilinear_tf, to_grayscale3
+        from odkit.inputs.resizers import to_grayscale3
 
         images = images.to(torch.float32)
         hw = torch._shape_as_tensor(images)[2:].to(torch.float32)
@@ -40,9 +40,7 @@ class TraceableKeepAspectRatio(nn.Module):
         else:
             out_size = (int(size[0]), int(size[1]))
         mode = self.method
-        if mode == "bilinear":
-            out = resize_bilinear_tf(images, out_size)
-        elif mode == "nearest":
+        if mode == "nearest":
             out = F.interpolate(images, size=out_size, mode="nearest")
         elif mode == "area":
             out = F.interpolate(images, size=out_size, mode="area")
