@@ -36,7 +36,7 @@ def test_mobilenet_v2_levels_fpnlite_and_expand13():
     net = MobileNetV2Backbone(1.0, last_conv_depth=256, want_expand13=True).eval()
     with torch.no_grad():
         f = net(torch.zeros(1, 3, 64, 64))
-    assert _shapes(f) == {2: (24, 16, 16), 3: (32, 8, 8), 4: (64, 4, 4), 5: (256, 2, 2), EXPAND13: (576, 4, 4)}
+    assert _shapes(f) == {2: (24, 16, 16), 3: (32, 8, 8), 4: (96, 4, 4), 5: (256, 2, 2), EXPAND13: (576, 4, 4)}  # TF: level 4 = block_12_add
 
 
 def test_resnet_and_efficientnet_levels():

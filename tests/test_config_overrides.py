@@ -79,13 +79,22 @@ def test_repeated_scalar_replaced_or_indexed() -> None:
     assert list(c.train_input_reader.tf_record_input_reader.input_path) == ["a-1", "a-2", "Z"]
 
 
-def test_oneof_member_switches_the_oneof() -> None:
-    c = cfg("model.ssd.image_resizer.fixed_shape_resizer.height=64")
+def test_oneof_switch_through_an_unset_member_is_refused_naming_the_set_one() -> None:
+    # issue 18 item 6b: this used to switch the resizer silently (every other field at its default)
+    with pytest.raises(ConfigError, match="image_resizer has keep_aspect_ratio_resizer set, not fixed_shape_resizer"):
+        cfg("model.ssd.image_resizer.fixed_shape_resizer.height=64")
+    with pytest.raises(ConfigError, match="model has ssd set, not faster_rcnn"):
+        cfg("model.faster_rcnn.num_classes=5")
+    # the explicit switch: name the whole member
+    c = cfg("model.ssd.image_resizer.fixed_shape_resizer={height: 64 width: 32}")
     resizer = c.model.ssd.image_resizer
     assert resizer.WhichOneof("image_resizer_oneof") == "fixed_shape_resizer"
-    assert resizer.fixed_shape_resizer.height == 64 and resizer.fixed_shape_resizer.width == 300
-    c = cfg("model.faster_rcnn.num_classes=5")
+    assert (resizer.fixed_shape_resizer.height, resizer.fixed_shape_resizer.width) == (64, 32)
+    c = cfg("model={faster_rcnn {num_classes: 5}}")
     assert c.model.WhichOneof("model") == "faster_rcnn" and not c.model.HasField("ssd")
+    # within the member that is set, paths work as before
+    c = cfg("model.ssd.image_resizer.keep_aspect_ratio_resizer.min_dimension=300")
+    assert c.model.ssd.image_resizer.keep_aspect_ratio_resizer.min_dimension == 300
 
 
 def test_message_value_as_text() -> None:

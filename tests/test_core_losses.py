@@ -73,3 +73,33 @@ def pytest_approx(x: float):
     import pytest
 
     return pytest.approx(x, rel=1e-5)
+
+
+def test_fused_focal_loss_matches_composite_expression_and_its_gradient(monkeypatch):
+    """The chunked analytic focal loss equals the op-by-op expression (values and d/dlogits), in float64,
+    for hard and soft targets, several gamma/alpha, per-anchor and per-class weights, across chunk edges."""
+    import pytest
+
+    monkeypatch.setattr(L, "_FOCAL_CHUNK", 37)  # many chunks and a ragged last one
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(3, 50, 7, generator=gen, dtype=torch.float64) * 5.0)
+    hard = (torch.rand(3, 50, 7, generator=gen) < 0.2).to(torch.float64)
+    soft = torch.rand(3, 50, 7, generator=gen, dtype=torch.float64)
+    for target in (hard, soft):
+        for weights in (torch.rand(3, 50, generator=gen, dtype=torch.float64),
+                        torch.rand(3, 50, 7, generator=gen, dtype=torch.float64)):
+            for gamma, alpha in [(2.0, 0.25), (2.0, None), (0.0, 0.25), (1.0, None), (1.5, 0.75), (4.0, 0.5)]:
+                loss = L.SigmoidFocalClassificationLoss(gamma=gamma, alpha=alpha)
+                upstream = torch.rand(3, 50, 7, generator=gen, dtype=torch.float64)
+                x1 = logits.clone().requires_grad_()
+                fused = loss(x1, target, weights)
+                (fused * upstream).sum().backward()
+                x2 = logits.clone().requires_grad_()
+                ref = loss._reference(x2, target, weights)
+                (ref * upstream).sum().backward()
+                assert fused.shape == ref.shape == (3, 50, 7)
+                torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-12)
+                torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-10, atol=1e-12)
+    with pytest.raises(AssertionError):  # the comparison has teeth: a different gamma differs
+        torch.testing.assert_close(L.SigmoidFocalClassificationLoss(2.0)(logits, soft, weights),
+                                   L.SigmoidFocalClassificationLoss(1.5)._reference(logits, soft, weights))

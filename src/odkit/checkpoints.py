@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from odkit import __version__
 from odkit.errors import OdkitError
+from odkit.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +52,7 @@ class Checkpoint:
 def _read_meta(folder: Path) -> dict[str, Any] | None:
     try:
         meta = json.loads((folder / META_FILE).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(meta, dict) or meta.get("complete") is not True or not isinstance(meta.get("step"), int):
         return None
@@ -82,6 +83,31 @@ def list_checkpoints(model_dir: str | os.PathLike[str]) -> list[Checkpoint]:
         out.append(Checkpoint(step=int(meta["step"]), path=child))
     out.sort(key=lambda c: c.step)
     return out
+
+
+def unreadable_checkpoints(model_dir: str | os.PathLike[str]) -> list[Path]:
+    """``ckpt-N`` folders that are not complete checkpoints (unreadable or incomplete meta.json, no weights)."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        return []
+    bad = [c for c in d.iterdir() if _CKPT_RE.match(c.name) and c.is_dir()
+           and (_read_meta(c) is None or not (c / MODEL_FILE).is_file())]
+    return sorted(bad, key=lambda c: int(_CKPT_RE.match(c.name).group(1)))  # type: ignore[union-attr]
+
+
+def check_resumable(model_dir: str | os.PathLike[str]) -> None:
+    """OdkitError when ``ckpt-N`` folders newer than the latest complete checkpoint are unreadable: resuming
+    would silently restart from an older step (or step 0) and overwrite them."""
+    latest = latest_checkpoint(model_dir)
+    newer = [c for c in unreadable_checkpoints(model_dir)
+             if latest is None or int(_CKPT_RE.match(c.name).group(1)) > latest.step]  # type: ignore[union-attr]
+    if newer:
+        names = ", ".join(c.name for c in newer[:5]) + (" ..." if len(newer) > 5 else "")
+        raise OdkitError(
+            f"checkpoint(s) {names} are unreadable (meta.json missing, corrupt or incomplete); resuming would "
+            + (f"restart from {latest.path.name}" if latest else "restart at step 0") + " and overwrite them",
+            where=str(model_dir), hint="repair or move them away, or use a new --model_dir",
+        )
 
 
 def latest_checkpoint(model_dir: str | os.PathLike[str]) -> Checkpoint | None:
@@ -165,20 +191,35 @@ def load_weights(
     return Checkpoint(step=int(meta.get("step", -1)), path=folder)
 
 
-def load_train_state(ckpt_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """train_state.pt of a checkpoint, loaded with ``torch.load(weights_only=True)``; {} if absent."""
-    import pickle
+_OBJECT_REPR = re.compile(r"<[^<>]*? (?:object|at) (?:at )?0x[0-9a-fA-F]+>")
+
+
+def safe_torch_load(path: str | os.PathLike[str], what: str = "file") -> Any:
+    """``torch.load(path, weights_only=True)`` (never unpickles code); any failure is one OdkitError line
+    naming ``path`` (no Python object reprs)."""
+    import warnings
 
     import torch
 
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notices from the safe unpickler
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise OdkitError(f"cannot read {what}: it declares more data than fits in memory", where=str(path)) from None
+    except Exception as exc:  # the safe unpickler raises many types on crafted or truncated files
+        text = _OBJECT_REPR.sub("<file>", str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OdkitError(f"cannot read {what} (only weights_only state dicts are loaded): "
+                         f"{type(exc).__name__}: {text[:200]}", where=str(path)) from None
+
+
+def load_train_state(ckpt_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """train_state.pt of a checkpoint, loaded with ``torch.load(weights_only=True)``; {} if absent."""
     folder = resolve_checkpoint(ckpt_path)
     f = folder / TRAIN_STATE_FILE
     if not f.is_file():
         return {}
-    try:
-        state = torch.load(f, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
-        raise OdkitError(f"cannot read training state: {exc}".splitlines()[0], where=str(f)) from None
+    state = safe_torch_load(f, "training state")
     if not isinstance(state, dict):
         raise OdkitError("training state is not a dict", where=str(f))
     return state
@@ -217,9 +258,7 @@ def write_index(model_dir: str | os.PathLike[str], ckpts: list[Checkpoint]) -> N
         return
     lines = [f'model_checkpoint_path: "{ckpts[-1].path.name}"']
     lines += [f'all_model_checkpoint_paths: "{c.path.name}"' for c in ckpts]
-    tmp = d / f".{INDEX_FILE}.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, d / INDEX_FILE)
+    atomic_write_text(d / INDEX_FILE, "\n".join(lines) + "\n")
 
 
 def save_checkpoint(

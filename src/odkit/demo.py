@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from odkit.errors import OdkitError
+from odkit.fileio import atomic_write_text
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = "ssd_mobilenet_v2_fpnlite_128x128_demo"
@@ -230,9 +231,7 @@ def run_demo(
         "eval_pictures": str(model_dir / "eval"),
         "tensorboard": f"tensorboard --logdir {model_dir}",
     }
-    tmp = W / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, W / "summary.json")
+    atomic_write_text(W / "summary.json", json.dumps(summary, indent=2))
 
     m = summary["metrics"]
 
@@ -251,7 +250,9 @@ def run_demo(
         f"  training curves: tensorboard --logdir {model_dir}\n"
         f"  summary: {W / 'summary.json'}\n"
         f"  run the model on your own images (needs only onnxruntime, numpy, Pillow):\n"
-        f"    odkit predict --model {export_dir} --images 'path/to/*.jpg' --output_dir out/\n" + "=" * 72,
+        f"    odkit predict --model {export_dir} --images 'path/to/*.jpg' --output_dir out/\n"
+        f"  or serve it (TF Serving REST API + a web page at http://127.0.0.1:8501/; pip install \"odkit[serve]\"):\n"
+        f"    odkit serve --model {export_dir}\n" + "=" * 72,
         flush=True,
     )
     return summary

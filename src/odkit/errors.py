@@ -11,6 +11,10 @@ The message says what was wrong, where (file, line, record, field) and, when use
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 
 class OdkitError(Exception):
     """An error caused by user input. Printed as one line by the CLI, exit code 2."""
@@ -40,3 +44,22 @@ class DataError(OdkitError):
 
 class UnsupportedError(OdkitError):
     """A config field or value that odkit does not implement (see `odkit config check`)."""
+
+
+# The input a command is working on right now (a file, a record, an image), for the CLI's last-resort
+# message when an unexpected exception escapes: "while processing <input>".
+_CURRENT_INPUT: contextvars.ContextVar[str | None] = contextvars.ContextVar("odkit_current_input", default=None)
+
+
+@contextlib.contextmanager
+def processing(name: object) -> Iterator[None]:
+    """Mark ``name`` as the input being processed inside the block (see :func:`current_input`)."""
+    token = _CURRENT_INPUT.set(str(name))
+    try:
+        yield
+    finally:
+        _CURRENT_INPUT.reset(token)
+
+
+def current_input() -> str | None:
+    return _CURRENT_INPUT.get()

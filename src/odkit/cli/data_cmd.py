@@ -115,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(s, args.json)
         return 0
     if cmd == "create-tfrecord":
+        from odkit.fileio import check_output_file
+
+        check_output_file(args.output_path, "--output_path")
+        if args.label_map_output_path:
+            check_output_file(args.label_map_output_path, "--label_map_output_path")
         common = dict(label_map_path=args.label_map_path, num_shards=args.num_shards,
                       val_fraction=args.val_fraction, seed=args.seed, label_map_output_path=args.label_map_output_path)
         if args.format == "voc":
@@ -138,7 +143,10 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(s, args.json)
         return 0
     if cmd == "records":
+        from odkit.fileio import check_output_dir, check_output_file
+
         if args.records_command == "preview":
+            check_output_file(args.out, "--out")
             try:
                 from odkit.inputs.preview import run as preview_run
             except ModuleNotFoundError as exc:
@@ -149,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
 
             return int(preview_run(args) or 0)
         from odkit.data.inspect_records import inspect_records
+
+        if args.out:
+            check_output_dir(args.out, "--out")
 
         inspect_records(args.pattern, as_json=args.json, draw=args.draw, out_dir=args.out,
                         skip_corrupt=args.skip_corrupt, ignore_unsupported=args.ignore_unsupported,

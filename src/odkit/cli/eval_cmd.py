@@ -33,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from odkit.evaluation.evaluator import evaluate_checkpoint
     from odkit.evaluation.metrics import check_metrics_set
     from odkit.evaluation.outputs import format_table
+    from odkit.fileio import check_output_dir
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    check_output_dir(args.model_dir, "--model_dir")
     config = load_from_args(args)
     require_supported(config, allow_unsupported=args.allow_unsupported, path=args.pipeline_config_path)
     check_metrics_set(list(config.eval_config.metrics_set))

@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
         raise OdkitError(f"--min_score {args.min_score} must be between 0 and 1")
     if args.max_boxes < 1:
         raise OdkitError(f"--max_boxes {args.max_boxes} must be at least 1")
+    from odkit.fileio import check_output_dir
+
+    check_output_dir(args.output_dir, "--output_dir")
     detector = Detector(args.model, args.backend, num_threads=args.num_threads)
     paths = expand_image_paths(args.images)
     print(f"odkit predict: {len(paths)} image(s) with {detector.backend.name} from {args.model}", file=sys.stderr)

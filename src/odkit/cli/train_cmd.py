@@ -41,6 +41,14 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from odkit.errors import OdkitError
+    from odkit.fileio import check_output_dir
+
+    check_output_dir(args.model_dir, "--model_dir")
+    if args.num_workers is not None and args.num_workers < 0:
+        raise OdkitError(f"--num_workers must be >= 0, got {args.num_workers}")
+    if args.num_train_steps is not None and args.num_train_steps < 0:
+        raise OdkitError(f"--num_train_steps must be >= 0, got {args.num_train_steps}")
     from odkit.training.api import train
 
     train(

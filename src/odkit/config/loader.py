@@ -10,14 +10,15 @@ import difflib
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from google.protobuf import descriptor_pool, text_format
 from google.protobuf.message import Message
 
-from odkit.errors import ConfigError
+from odkit.config.validate import check_depth, validate
+from odkit.errors import ConfigError, OdkitError
+from odkit.fileio import atomic_write_text
 from odkit.protos import pipeline_pb2
 
 _POSITION = re.compile(r"^(\d+):(\d+)\s*:\s*")
@@ -115,6 +116,7 @@ def parse_text(
     naming the line is returned. Unknown extensions (Google-internal input readers) are skipped.
     """
     notes: list[str] = []
+    check_depth(text, filename)
     for _ in range(_MAX_LENIENT_FIXES + 1):
         msg = message.__class__() if message is not None else pipeline_pb2.TrainEvalPipelineConfig()
         try:
@@ -131,7 +133,9 @@ def parse_text(
             text = fixed
             continue
         except (UnicodeDecodeError, ValueError) as exc:  # e.g. invalid UTF-8 inside a string literal
-            raise ConfigError(f"cannot parse: {exc}", where=filename) from None
+            raise ConfigError(f"cannot parse: {str(exc)[:200]}", where=filename) from None
+        except RecursionError:
+            raise ConfigError("blocks nested too deeply", where=filename) from None
         if message is None and (ext := _top_level_extension(text)):
             raise ConfigError(
                 f"unknown extension [{ext[2]}]: odkit cannot honour it",
@@ -189,9 +193,14 @@ def load_with_notes(
     """Like :func:`load`, also returning notes about lenient parsing."""
     from odkit.config.overrides import apply_config_overrides, apply_overrides
 
-    config, notes = parse_text(read_text_file(path), str(path))
+    text = read_text_file(path)
+    config, notes = parse_text(text, str(path))
+    validate(config, text, str(path))
+    overrides, config_overrides = list(overrides or ()), list(config_overrides or ())
     apply_config_overrides(config, config_overrides)
     apply_overrides(config, overrides)
+    if overrides or config_overrides:
+        validate(config, None, "after --override / --config_override")
     return config, notes  # type: ignore[return-value]
 
 
@@ -217,21 +226,7 @@ def to_text(config: Message) -> str:
 def save(config: Message, path: str | os.PathLike[str]) -> None:
     """Write `config` as canonical text, atomically (temp file + os.replace)."""
     p = Path(path)
-    data = to_text(config)
-    directory = p.parent if str(p.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise ConfigError(f"cannot write: {exc.strerror or exc}", where=str(p)) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-        os.replace(tmp, p)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise ConfigError(f"cannot write: {exc.strerror or exc}", where=str(p)) from None
-        raise
+        atomic_write_text(p, to_text(config))
+    except OdkitError as exc:
+        raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from None

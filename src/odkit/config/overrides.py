@@ -120,9 +120,31 @@ def _merge_message(target: Message, text: str, what: str) -> None:
     target.SetInParent()
 
 
-def _set(msg: Message, parts: list[str], value: str) -> None:
+def _check_oneof_switch(msg: Message, field: FD, rest: list[str], done: list[str]) -> None:
+    """Refuse to switch a oneof by setting a field *inside* an unset member (e.g. an Adam config and
+    ``...optimizer.momentum_optimizer.learning_rate...=X`` would silently become a default momentum
+    optimizer). Naming the member itself (``...optimizer.momentum_optimizer={...}`` or
+    ``...optimizer={momentum_optimizer {...}}``) is the explicit switch and is allowed."""
+    oneof = field.containing_oneof
+    if oneof is None or not rest:
+        return
+    current = msg.WhichOneof(oneof.name)
+    if current is None or current == field.name:
+        return
+    parent = ".".join(done) or "the config"
+    raise _Bad(
+        f"{parent} has {current} set, not {field.name} (one of '{oneof.name}'): setting "
+        f"{field.name}.{'.'.join(rest)} would replace {current} with a {field.name} whose other fields are "
+        f"defaults; to switch on purpose, set the whole member: {parent}.{field.name}={{...}}"
+    )
+
+
+def _set(msg: Message, parts: list[str], value: str, done: list[str] | None = None) -> None:
+    done = done or []
     name, rest = parts[0], parts[1:]
     field = _field(msg, name)
+    _check_oneof_switch(msg, field, rest, done)
+    done = [*done, name]
     repeated = field.is_repeated
     if _is_map(field):
         container = getattr(msg, name)
@@ -135,7 +157,7 @@ def _set(msg: Message, parts: list[str], value: str) -> None:
             if len(rest) == 1:
                 _merge_message(container[key], value, f"{name}[{rest[0]}]")
             else:
-                _set(container[key], rest[1:], value)
+                _set(container[key], rest[1:], value, [*done, rest[0]])
         else:
             if len(rest) != 1:
                 raise _Bad(f"{name}[{rest[0]}] is a scalar; nothing can follow it")
@@ -151,13 +173,13 @@ def _set(msg: Message, parts: list[str], value: str) -> None:
             if len(rest) == 1:
                 _merge_message(element, value, f"{name}[{i}]")
             else:
-                _set(element, rest[1:], value)
+                _set(element, rest[1:], value, [*done, rest[0]])
             return
         sub = getattr(msg, name)
         if not rest:
             _merge_message(sub, value, name)
         else:
-            _set(sub, rest, value)
+            _set(sub, rest, value, done)
         return
     if repeated:
         container = getattr(msg, name)

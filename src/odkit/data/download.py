@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from odkit.errors import DataError
+from odkit.fileio import check_output_dir, remove_stale_temporaries
 
 PETS_URL_BASE = "https://www.robots.ox.ac.uk/~vgg/data/pets/data"
 
@@ -161,9 +162,16 @@ def _check_members(tf: tarfile.TarFile, dest: str, where: str) -> list[tarfile.T
 
 
 def safe_extract(archive_path: str, dest: str) -> list[str]:
-    """Extract a tar archive into ``dest`` after checking every member; returns the top-level names."""
+    """Extract a tar archive into ``dest`` after checking every member; returns the top-level names.
+
+    The archive is extracted into a fresh temporary folder inside ``dest``; only names that do not exist
+    yet are moved in (folders are merged). Nothing in ``dest`` is deleted or replaced: a name that exists
+    with other content (or as a file where the archive has a folder, or the reverse) is refused before
+    anything is moved.
+    """
     os.makedirs(dest, exist_ok=True)
-    tmp = os.path.join(dest, f".extract-{os.getpid()}")
+    remove_stale_temporaries(dest)
+    tmp = os.path.join(dest, f".extract.tmp-{os.getpid()}")
     try:
         with tarfile.open(archive_path, "r:*") as tf:
             members = _check_members(tf, dest, archive_path)
@@ -172,13 +180,9 @@ def safe_extract(archive_path: str, dest: str) -> list[str]:
             tf.extractall(tmp, members=members, **kwargs)  # noqa: S202 - members checked above
         tops = sorted(os.listdir(tmp))
         for name in tops:
-            src, dst = os.path.join(tmp, name), os.path.join(dest, name)
-            if os.path.isdir(src) and os.path.isdir(dst):
-                _merge(src, dst)
-            else:
-                if os.path.isdir(dst):
-                    shutil.rmtree(dst)
-                os.replace(src, dst)
+            _check_clashes(os.path.join(tmp, name), os.path.join(dest, name), archive_path)
+        for name in tops:
+            _move_new(os.path.join(tmp, name), os.path.join(dest, name))
         return tops
     except (tarfile.TarError, EOFError) as exc:
         raise DataError(f"cannot extract archive ({exc})", where=archive_path) from exc
@@ -186,15 +190,42 @@ def safe_extract(archive_path: str, dest: str) -> list[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _merge(src: str, dst: str) -> None:
-    for name in os.listdir(src):
-        s, d = os.path.join(src, name), os.path.join(dst, name)
-        if os.path.isdir(s) and os.path.isdir(d):
-            _merge(s, d)
-        else:
-            if os.path.isdir(d):
-                shutil.rmtree(d)
-            os.replace(s, d)
+def _same_file(a: str, b: str) -> bool:
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(CHUNK), fb.read(CHUNK)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def _check_clashes(src: str, dst: str, where: str) -> None:
+    """DataError if moving ``src`` to ``dst`` would replace or delete something that exists."""
+    if not os.path.lexists(dst):
+        return
+    if os.path.islink(dst) or os.path.isdir(src) != os.path.isdir(dst):
+        kind = "folder" if os.path.isdir(dst) else "file"
+        raise DataError(f"the archive's {os.path.basename(src)!r} would replace the existing {kind} {dst}; "
+                        "nothing was extracted", where=where, hint="move it away or choose another --dest")
+    if os.path.isdir(src):
+        for name in os.listdir(src):
+            _check_clashes(os.path.join(src, name), os.path.join(dst, name), where)
+    elif not _same_file(src, dst):
+        raise DataError(f"the archive's {os.path.basename(src)!r} would overwrite the existing file {dst}, "
+                        "which differs; nothing was extracted", where=where,
+                        hint="move it away or choose another --dest")
+
+
+def _move_new(src: str, dst: str) -> None:
+    """Move names that do not exist yet (after _check_clashes, an existing one is identical or a folder)."""
+    if not os.path.lexists(dst):
+        os.replace(src, dst)
+    elif os.path.isdir(src):
+        for name in os.listdir(src):
+            _move_new(os.path.join(src, name), os.path.join(dst, name))
 
 
 def download_pets(
@@ -205,6 +236,7 @@ def download_pets(
     stream = stream or sys.stderr
     base = (url_base or PETS_URL_BASE).rstrip("/")
     official = url_base is None or base == PETS_URL_BASE
+    check_output_dir(dest, "--dest")
     os.makedirs(dest, exist_ok=True)
     result: dict[str, object] = {"dest": dest, "archives": []}
     for arc in PETS_ARCHIVES:

@@ -8,6 +8,7 @@ torch is imported lazily so the converters and ``records inspect`` stay light.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,39 @@ if TYPE_CHECKING:
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                         category=DeprecationWarning)
 
-# Large real photos are fine; reject decompression bombs with a clear error instead of a warning.
-Image.MAX_IMAGE_PIXELS = 20000 * 20000
+# The decoded-pixels limit (records, converters, predict, serving): a small file can decode to gigabytes.
+# Configurable with the environment variable ODKIT_MAX_IMAGE_PIXELS (an integer, e.g. 400000000).
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "ODKIT_MAX_IMAGE_PIXELS"
+# Pillow's own guard stays as a backstop above ours (it raises at twice this value).
+Image.MAX_IMAGE_PIXELS = None
+
+
+def max_image_pixels() -> int:
+    """The decoded-pixels limit: ``$ODKIT_MAX_IMAGE_PIXELS`` or 100 Mpx."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        raise DataError(f"{MAX_PIXELS_ENV}={text!r} is not an integer") from None
+    if value < 1:
+        raise DataError(f"{MAX_PIXELS_ENV} must be >= 1, got {value}")
+    return value
+
+
+def check_image_pixels(width: int, height: int, where: str | None = None, limit: int | None = None) -> None:
+    """DataError if a ``width`` x ``height`` image is over the decoded-pixels limit (or has no pixels)."""
+    limit = max_image_pixels() if limit is None else limit
+    if width < 1 or height < 1:
+        raise DataError(f"image has no pixels ({width}x{height})", where=where)
+    if width * height > limit:
+        raise DataError(
+            f"image is {width}x{height} = {width * height / 1e6:.0f} Mpx, over the {limit / 1e6:.0f} Mpx limit "
+            "on decoded pixels (possible decompression bomb)",
+            where=where, hint=f"resize it, or raise the limit with {MAX_PIXELS_ENV}=N",
+        )
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -45,12 +77,17 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def _pil_open(data: bytes, where: str | None) -> Image.Image:
+    """Pillow image from bytes (header only), refused when over the decoded-pixels limit."""
     try:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise DataError(f"image too large ({exc})", where=where) from exc
+    except Image.UnidentifiedImageError:
+        raise DataError("not an image file Pillow can read", where=where) from None
     except Exception as exc:
-        raise DataError(f"cannot read image ({type(exc).__name__}: {exc})", where=where) from exc
+        raise DataError(f"cannot read image ({type(exc).__name__}: {str(exc)[:200]})", where=where) from None
+    w, h = img.size
+    check_image_pixels(int(w), int(h), where)
     return img
 
 
@@ -108,6 +145,7 @@ def decode_image(data: bytes, where: str | None = None) -> torch.Tensor:
 
     fmt = sniff_format(data)
     if fmt in ("jpeg", "png"):
+        _pil_open(data, where)  # header only: the decoded-pixels limit before torchvision allocates
         try:
             buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
             with warnings.catch_warnings():

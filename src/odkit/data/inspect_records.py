@@ -21,6 +21,7 @@ from odkit.data.example import DetectionExample, decode_detection_example
 from odkit.data.image_io import decode_image_pil
 from odkit.data.tfrecord import expand_paths, iter_records_with_location
 from odkit.errors import DataError, OdkitError
+from odkit.fileio import atomic_write_bytes
 
 # Box size = sqrt(relative area), the fraction of the image side a square box of that area would span.
 SIZE_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0001)
@@ -124,12 +125,18 @@ def iter_examples(
         yield RecordItem(path=path, shard=shard_of[path], index_in_shard=n, offset=offset, example=ex)
 
 
+def _finite_or_none(v: float) -> float | None:
+    """NaN / Inf box values (corrupt records) -> null, so ``--json`` stays valid JSON."""
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
 def example_json(item: RecordItem) -> dict[str, Any]:
     ex = item.example
     return {
         "filename": ex.filename, "height": ex.height, "width": ex.width, "format": ex.format,
         "sha256": hashlib.sha256(ex.image).hexdigest(),
-        "boxes": [[float(v) for v in row] for row in ex.boxes.tolist()],
+        "boxes": [[_finite_or_none(v) for v in row] for row in ex.boxes.tolist()],
         "labels": [int(v) for v in ex.labels.tolist()], "texts": list(ex.texts),
         "shard": item.shard, "index_in_shard": item.index_in_shard,
     }
@@ -147,6 +154,8 @@ def draw_example(ex: DetectionExample, names: dict[int, str] | None = None) -> A
     d = ImageDraw.Draw(img)
     w, h = img.size
     for i, (box, lab) in enumerate(zip(ex.boxes.tolist(), ex.labels.tolist())):
+        if not all(np.isfinite(box)):
+            continue  # a corrupt box cannot be drawn
         color = _COLORS[int(lab) % len(_COLORS)]
         y0, x0, y1, x1 = box[0] * h, box[1] * w, box[2] * h, box[3] * w
         d.rectangle([x0, y0, x1, y1], outline=color, width=max(1, round(min(w, h) / 150)))
@@ -161,10 +170,7 @@ def draw_example(ex: DetectionExample, names: dict[int, str] | None = None) -> A
 def save_image_atomic(img: Any, path: str) -> None:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=90)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def inspect_records(
@@ -192,7 +198,7 @@ def inspect_records(
             break
         stats.add(item)
         if as_json:
-            stream.write(json.dumps(example_json(item)) + "\n")
+            stream.write(json.dumps(example_json(item), allow_nan=False) + "\n")
         if drawn < draw and out_dir:
             try:
                 img = draw_example(item.example)

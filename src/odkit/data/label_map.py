@@ -14,6 +14,7 @@ from importlib import resources
 from google.protobuf import text_format
 
 from odkit.errors import ConfigError
+from odkit.fileio import atomic_write_text
 from odkit.protos import string_int_label_map_pb2 as slm_pb2
 
 PETS_LABEL_MAP = "pet_label_map.pbtxt"
@@ -211,12 +212,7 @@ def write_label_map(
     text = lm.to_text()
     parse_label_map(text, os.fspath(path))  # validate before writing
     path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return LabelMap(lm.ids, lm.names, lm.display_names, path=path)
 
 

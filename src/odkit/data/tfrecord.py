@@ -18,6 +18,7 @@ installed. Writers write to temporary names and rename on success (local files o
 from __future__ import annotations
 
 import glob
+import io
 import os
 import struct
 import threading
@@ -27,6 +28,7 @@ from typing import IO, Any
 import crc32c as _crc32c
 
 from odkit.errors import DataError
+from odkit.fileio import remove_stale_temporaries, temp_name
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
@@ -171,6 +173,20 @@ def _read_exact(f: IO[bytes], n: int) -> bytes:
     return b"".join(chunks)
 
 
+MAX_RECORD_BYTES = 1 << 34  # 16 GiB: a larger declared length is corruption, whatever the file size
+
+
+def _bytes_left(f: IO[bytes]) -> int | None:
+    """Bytes from the current position to the end of ``f`` (None when the size is unknown)."""
+    try:
+        size = os.fstat(f.fileno()).st_size
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        size = getattr(f, "size", None)
+        if not isinstance(size, int):
+            return None
+    return size - f.tell()
+
+
 def _read_at(f: IO[bytes], path: str, offset: int, verify: bool, record_no: int | None = None) -> tuple[bytes, int]:
     """Read the record at ``offset`` (file positioned there). Returns (data, next offset)."""
     where = f"{os.path.basename(path)}:offset {offset}" + (f" (record {record_no})" if record_no is not None else "")
@@ -180,6 +196,11 @@ def _read_at(f: IO[bytes], path: str, offset: int, verify: bool, record_no: int 
     length, length_crc = _HEADER.unpack(header)
     if verify and masked_crc32c(header[:8]) != length_crc:
         raise DataError("CRC mismatch in record length (corrupt or not a TFRecord file)", where=where)
+    left = _bytes_left(f)
+    if (left is not None and length + 4 > left) or length > MAX_RECORD_BYTES:
+        raise DataError(f"truncated record (header says {length} bytes of data, "
+                        f"{'at most ' + str(MAX_RECORD_BYTES) + ' allowed' if left is None else str(left) + ' left'})",
+                        where=where, hint="the file is cut short or corrupt; re-create it")
     data = _read_exact(f, length)
     footer = _read_exact(f, 4)
     if len(data) < length or len(footer) < 4:
@@ -361,6 +382,8 @@ class TFRecordWriter:
     """Write records to ``path`` atomically: data goes to a temporary name, renamed by ``close()``.
 
     Used as a context manager, an exception discards the temporary file and leaves ``path`` untouched.
+    The temporary is ``.NAME.tmp-PID`` (odkit.fileio), so a later run removes it if this process is killed.
+    ``suspend()`` closes the handle without finishing (reopened for appending on the next write).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -368,30 +391,63 @@ class TFRecordWriter:
         if _is_url(self.path):
             raise DataError("writing TFRecords to remote URLs is not supported", where=self.path,
                             hint="write locally, then copy")
+        if os.path.isdir(self.path):
+            raise DataError("is a folder, expected a file path for the records", where=self.path)
         parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
-        self.tmp_path = os.path.join(parent, f".{os.path.basename(self.path)}.tmp-{os.getpid()}")
-        self._f: IO[bytes] | None = open(self.tmp_path, "wb")  # noqa: SIM115
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create the output folder ({exc.strerror or exc})", where=parent) from None
+        self.tmp_path = os.fspath(temp_name(os.path.abspath(self.path)))
+        self._f: IO[bytes] | None = None
+        self._started = False
+        self._done = False
         self.count = 0
+        self._open()
 
-    def write(self, data: bytes) -> None:
+    def _open(self) -> IO[bytes]:
         if self._f is None:
-            raise ValueError("writer is closed")
-        self._f.write(frame_record(bytes(data)))
-        self.count += 1
+            try:
+                self._f = open(self.tmp_path, "ab" if self._started else "wb")  # noqa: SIM115
+            except OSError as exc:
+                raise DataError(f"cannot write ({exc.strerror or exc})", where=self.path) from None
+            self._started = True
+        return self._f
 
-    def flush_to_temp(self) -> None:
-        """Close the temporary file without renaming it (for ShardedWriter's all-or-nothing commit)."""
+    def suspend(self) -> None:
+        """Close the handle (data kept in the temporary file); the next write reopens it."""
         if self._f is not None:
-            self._f.flush()
-            os.fsync(self._f.fileno())
             self._f.close()
             self._f = None
 
-    def commit(self) -> None:
-        self.flush_to_temp()
+    @property
+    def is_open(self) -> bool:
+        return self._f is not None
+
+    def write(self, data: bytes) -> None:
+        if self._done:
+            raise ValueError("writer is closed")
+        self._open().write(frame_record(bytes(data)))
+        self.count += 1
+
+    def flush_to_temp(self) -> None:
+        """Finish the temporary file without renaming it (for an all-or-nothing commit of several files)."""
+        f = self._open() if not self._done else None
+        if f is not None:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            self._f = None
+        self._done = True
+
+    def publish(self) -> None:
+        """Rename the finished temporary file into place."""
         if os.path.exists(self.tmp_path):
             os.replace(self.tmp_path, self.path)
+
+    def commit(self) -> None:
+        self.flush_to_temp()
+        self.publish()
 
     close = commit
 
@@ -399,6 +455,7 @@ class TFRecordWriter:
         if self._f is not None:
             self._f.close()
             self._f = None
+        self._done = True
         try:
             os.remove(self.tmp_path)
         except FileNotFoundError:
@@ -414,12 +471,17 @@ class TFRecordWriter:
             self.abort()
 
 
+MAX_OPEN_SHARDS = 64
+
+
 class ShardedWriter:
     """``num_shards`` writers ``prefix-0000i-of-0000N``; all renamed into place only on success.
 
     ``write(data)`` sends the i-th call to shard ``i % num_shards``; ``write(data, index=k)`` sends it to
     shard ``k % num_shards`` (the TF OD API converters use the example's position in the input list,
-    counting examples they skip).
+    counting examples they skip). At most ``MAX_OPEN_SHARDS`` files are open at once, so any shard count
+    works within the open-files limit. ``finish()`` + ``publish()`` split ``commit()`` for callers that
+    commit several outputs together.
     """
 
     def __init__(self, output_prefix: str | os.PathLike[str], num_shards: int) -> None:
@@ -429,14 +491,24 @@ class ShardedWriter:
         self.num_shards = num_shards
         self.paths = [shard_name(self.prefix, i, num_shards) for i in range(num_shards)]
         self._writers: list[TFRecordWriter] = []
+        self._open: list[int] = []
+        remove_stale_temporaries(os.path.dirname(os.path.abspath(self.prefix)))
         try:
-            for p in self.paths:
+            for i, p in enumerate(self.paths):
                 self._writers.append(TFRecordWriter(p))
+                self._note_open(i)
         except BaseException:
             self.abort()
             raise
         self._next = 0
         self.counts = [0] * num_shards
+
+    def _note_open(self, shard: int) -> None:
+        if shard in self._open:
+            self._open.remove(shard)
+        self._open.append(shard)
+        while len(self._open) > MAX_OPEN_SHARDS:
+            self._writers[self._open.pop(0)].suspend()
 
     @property
     def pattern(self) -> str:
@@ -453,24 +525,34 @@ class ShardedWriter:
             self._next += 1
         shard = index % self.num_shards
         self._writers[shard].write(data)
+        self._note_open(shard)
         self.counts[shard] += 1
         return shard
 
-    def commit(self) -> None:
+    def finish(self) -> None:
+        """All shards complete in their temporary files (nothing visible yet)."""
         try:
             for w in self._writers:
                 w.flush_to_temp()
         except BaseException:
             self.abort()
             raise
+        self._open.clear()
+
+    def publish(self) -> None:
         for w in self._writers:
-            os.replace(w.tmp_path, w.path)
+            w.publish()
+
+    def commit(self) -> None:
+        self.finish()
+        self.publish()
 
     close = commit
 
     def abort(self) -> None:
         for w in self._writers:
             w.abort()
+        self._open.clear()
 
     def __enter__(self) -> ShardedWriter:
         return self

@@ -20,7 +20,11 @@ def _load(path: str | Path) -> Any:
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON: {exc}", where=str(p)) from None
+        raise DataError(f"not valid JSON: {str(exc)[:200]}", where=str(p)) from None
+    except RecursionError:
+        raise DataError("JSON nested too deeply", where=str(p)) from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", where=str(p)) from None
 
 
 def _box(value: Any, where: str) -> list[float]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from odkit.devices import resolve_device
 from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def evaluate_checkpoint(
         raise ConfigError("the pipeline config has no eval_input_reader", hint="add eval_input_reader { ... }")
     reader = config.eval_input_reader[0]
     check_metrics_set(list(eval_config.metrics_set))
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     model = build_model(config.model, is_training=False)
     ema = bool(eval_config.use_moving_averages) if use_ema is None else use_ema
     ckpt = load_weights(model, ckpt_path, use_ema=ema)

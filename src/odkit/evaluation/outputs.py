@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from odkit.evaluation.coco import COCO_METRIC_KEYS
+from odkit.fileio import atomic_save, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +24,14 @@ def json_safe(metrics: Mapping[str, float]) -> dict[str, float | None]:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False))
 
 
 def save_png_atomic(path: Path, image: np.ndarray) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    atomic_save(path, lambda tmp: pil.save(tmp, format="PNG"), suffix=".png")
 
 
 def _safe_name(text: str) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from odkit.evaluation.coco import AREA_LABELS, IOU_THRESHOLDS, MAX_DETS, REC_THRESHOLDS, CocoEvalResult
+from odkit.fileio import atomic_save
 
 
 def coco_pr_curves(result: CocoEvalResult, iou: float = 0.5) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -50,7 +50,5 @@ def plot_pr_curves(curves: dict[int, tuple[np.ndarray, np.ndarray]], names: dict
     else:
         ax.text(0.5, 0.5, "no groundtruth", ha="center", va="center")
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png"))
     return path

@@ -22,6 +22,7 @@ from torch import nn
 from odkit import __version__
 from odkit.errors import OdkitError, UnsupportedError
 from odkit.export.wrapper import INPUT_NAME, INPUT_TYPES, ExportWrapper, available_outputs
+from odkit.fileio import remove_stale_temporaries, temp_name
 from odkit.inference.compare import match_detections, max_abs_diff
 
 FORMATS = ("onnx", "torchscript")
@@ -231,7 +232,7 @@ def _resolve_output_dir(output_dir: Path) -> None:
 
 def _install(tmp: Path, output_dir: Path) -> None:
     """Move the finished temp folder into place, replacing a previous export atomically enough."""
-    old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+    old = temp_name(output_dir.with_name(output_dir.name + ".old"))
     if output_dir.exists():
         os.replace(output_dir, old)
     os.replace(tmp, output_dir)
@@ -279,7 +280,8 @@ def export_model(
     wrapper = ExportWrapper(model, resizer, outputs).eval()
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
+    remove_stale_temporaries(output_dir.parent)  # left by a killed export (named with its PID)
+    tmp = temp_name(output_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:

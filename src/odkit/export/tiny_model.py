@@ -1,4 +1,4 @@
-"""A tiny single-stage detector and fixed resizer that follow the DetectionModel contract.
+"""A tiny single-stage detector and fixed resizer that follow the DetectionModel contract; an untrained demo SSD export.
 
 Used by the export / inference tests and smoke checks where no pipeline.config is needed. Its
 post-processing has the same shape as the TF OD API's (sigmoid scores, per-class NMS with
@@ -6,6 +6,11 @@ post-processing has the same shape as the TF OD API's (sigmoid scores, per-class
 """
 
 from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +50,7 @@ class TinyDetector(nn.Module):
         self.iou_threshold = iou_threshold
         self.max_total_detections = max_total_detections
         self.backbone_param_prefixes = ("backbone.",)
+        self.feature_extractor_param_prefixes = ("backbone.",)
         self.backbone = nn.Sequential(
             nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
@@ -109,3 +115,45 @@ class TinyDetector(nn.Module):
 
     def forward(self, images: torch.Tensor, true_image_shapes: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.postprocess(self.predict(self.preprocess(images)), true_image_shapes)
+
+
+def export_untrained_demo_ssd(
+    output_dir: str | os.PathLike[str], size: int = 64, class_names: Sequence[str] = ("raccoon",), seed: int = 0,
+) -> Path:
+    """Export the demo SSD (MobileNet v2 FPN-lite) at ``size`` x ``size`` with random He-initialised convs.
+
+    A real architecture with a dynamic-batch ONNX graph for serving / inference tests and benchmarks; the
+    default init would give near-identical scores everywhere, He init spreads them. Returns the export dir.
+    """
+    from odkit.builders.model_builder import build_model
+    from odkit.checkpoints import save_checkpoint
+    from odkit.config import load, save
+    from odkit.export.pipeline_export import export_from_config
+
+    out = Path(output_dir)
+    work = out.with_name(f".{out.name}.work")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        label_map = work / "label_map.pbtxt"
+        label_map.write_text("".join(f'item {{ id: {i} name: "{n}" }}\n' for i, n in enumerate(class_names, 1)))
+        config = load(Path(__file__).resolve().parents[1] / "configs" / "ssd_mobilenet_v2_fpnlite_128x128_demo.config")
+        config.model.ssd.num_classes = len(class_names)
+        config.model.ssd.image_resizer.fixed_shape_resizer.height = size
+        config.model.ssd.image_resizer.fixed_shape_resizer.width = size
+        config.train_input_reader.label_map_path = str(label_map)
+        del config.eval_input_reader[:]
+        save(config, work / "pipeline.config")
+        torch.manual_seed(seed)
+        model = build_model(config.model, is_training=False).eval()
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        save_checkpoint(work / "train", 1, model.state_dict())
+        export_from_config(str(work / "pipeline.config"), str(work / "train"), str(out), formats=["onnx"],
+                           allow_unsupported=True, log=lambda _msg: None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from odkit.data.image_io import max_image_pixels
 from odkit.errors import OdkitError
+from odkit.fileio import safe_path
 from odkit.inference.backends import BACKENDS, OnnxBackend, TorchScriptBackend
-from odkit.inference.images import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from odkit.inference.images import ImageInput, load_image
 
 INFO_FILE = "export_info.json"
 REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
@@ -55,13 +57,28 @@ def read_export_info(model_dir: Path) -> dict[str, Any]:
         )
     try:
         info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OdkitError(f"cannot read {INFO_FILE}: {exc}", where=str(path), hint="re-run odkit export") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise OdkitError(f"cannot read {INFO_FILE}: {type(exc).__name__}: {str(exc)[:200]}", where=str(path),
+                         hint="re-run odkit export") from None
     if not isinstance(info, dict) or not isinstance(info.get("formats"), dict) or not isinstance(info.get("outputs"), list):
         raise OdkitError(f"{INFO_FILE} lacks 'formats' / 'outputs'", where=str(path), hint="re-run odkit export")
     missing = [n for n in REQUIRED_OUTPUTS if n not in info["outputs"]]
     if missing:
         raise OdkitError(f"{INFO_FILE} outputs lack {missing}", where=str(path), hint="re-run odkit export")
+    for fmt, entry in info["formats"].items():
+        if isinstance(entry, dict) and entry.get("file") is not None:
+            # a model folder names files inside itself only (no '..', absolute paths or symlinks out)
+            safe_path(model_dir, str(entry["file"]), what=f"formats.{fmt}.file", where=str(path),
+                      hint="an export folder names files inside itself only; re-run odkit export")
+    classes = info.get("classes") or []
+    if not isinstance(classes, list):
+        raise OdkitError(f"{INFO_FILE} 'classes' must be a list", where=str(path), hint="re-run odkit export")
+    for c in classes:
+        if isinstance(c, dict) and "id" in c:
+            cid = c["id"]
+            if isinstance(cid, bool) or not isinstance(cid, (int, str)) or not str(cid).strip().isdigit():
+                raise OdkitError(f"{INFO_FILE} has class id {str(cid)[:40]!r}, expected a positive integer",
+                                 where=str(path), hint="re-run odkit export")
     return info
 
 
@@ -84,7 +101,7 @@ class Detector:
         min_score: float = 0.5,
         max_boxes: int = 100,
         num_threads: int = 0,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise OdkitError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
@@ -92,7 +109,7 @@ class Detector:
         self.info = read_export_info(self.model_dir)
         self.min_score = float(min_score)
         self.max_boxes = int(max_boxes)
-        self.max_pixels = max_pixels
+        self.max_pixels = max_image_pixels() if max_pixels is None else int(max_pixels)
         self.input_dtype = np.float32 if self.info.get("input_dtype") == "float32" else np.uint8
         self.output_names: list[str] = list(self.info["outputs"])
         self.class_names: dict[int, str] = {}
@@ -105,7 +122,8 @@ class Detector:
         entry = self.info["formats"].get(fmt)
         if not isinstance(entry, dict) or not entry.get("file"):
             return None
-        path = self.model_dir / str(entry["file"])
+        path = safe_path(self.model_dir, str(entry["file"]), what=f"formats.{fmt}.file",
+                         where=str(self.model_dir / INFO_FILE))
         if not path.is_file():
             raise OdkitError(f"{path.name} listed in {INFO_FILE} is missing", where=str(self.model_dir),
                              hint="re-run odkit export")

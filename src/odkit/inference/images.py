@@ -10,10 +10,11 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from odkit.data.image_io import DEFAULT_MAX_IMAGE_PIXELS, check_image_pixels, max_image_pixels
 from odkit.errors import DataError
 
-# Larger images are refused before decoding (Pillow's own default warns at ~89 Mpx).
-DEFAULT_MAX_PIXELS = 100_000_000
+# Larger images are refused before decoding (odkit.data.image_io: the one decoded-pixels limit).
+DEFAULT_MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 ImageInput = Union[str, "os.PathLike[str]", bytes, Image.Image, np.ndarray]
@@ -33,8 +34,11 @@ def _pil_to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, LA, RGBA (alpha dropped, like tf.io.decode_image(channels=3)), CMYK, P
 
 
-def open_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode an image file or bytes to an RGB PIL image; raises DataError naming the file on any problem."""
+def open_image(source: str | os.PathLike[str] | bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode an image file or bytes to an RGB PIL image; raises DataError naming the file on any problem.
+
+    ``max_pixels`` defaults to the decoded-pixels limit (``ODKIT_MAX_IMAGE_PIXELS``, 100 Mpx)."""
+    max_pixels = max_image_pixels() if max_pixels is None else max_pixels
     name = "<bytes>" if isinstance(source, bytes) else os.fspath(source)
     try:
         fp: Any = io.BytesIO(source) if isinstance(source, bytes) else open(name, "rb")  # noqa: SIM115
@@ -46,13 +50,7 @@ def open_image(source: str | os.PathLike[str] | bytes, max_pixels: int = DEFAULT
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
                 img = Image.open(fp)
                 w, h = img.size
-                if w * h > max_pixels:
-                    raise DataError(
-                        f"image is {w}x{h} = {w * h / 1e6:.0f} Mpx, over the {max_pixels / 1e6:.0f} Mpx limit "
-                        "(possible decompression bomb)",
-                        where=name,
-                        hint="resize it first",
-                    )
+                check_image_pixels(int(w), int(h), name, limit=max_pixels)
                 img.load()
         except DataError:
             raise
@@ -83,18 +81,18 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_image(image: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(image: ImageInput, max_pixels: int | None = None) -> np.ndarray:
     """Path, bytes, PIL image or numpy array -> HxWx3 uint8 RGB array.
 
     Files honour EXIF orientation; grayscale / RGBA / palette images become RGB. Arrays are taken as RGB
     pixel values in [0, 255] (float arrays are rounded and clipped).
     """
+    max_pixels = max_image_pixels() if max_pixels is None else max_pixels
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image)
     if isinstance(image, Image.Image):
         w, h = image.size
-        if w * h > max_pixels:
-            raise DataError(f"image is {w}x{h}, over the {max_pixels / 1e6:.0f} Mpx limit")
+        check_image_pixels(int(w), int(h), limit=max_pixels)
         return np.array(_pil_to_rgb(image), dtype=np.uint8)
     if isinstance(image, (str, bytes, os.PathLike)):
         return np.array(open_image(image, max_pixels), dtype=np.uint8)

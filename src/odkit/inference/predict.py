@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from odkit.errors import DataError, OdkitError
+from odkit.fileio import atomic_write_bytes
 from odkit.inference.detector import Detector
 from odkit.inference.draw import draw_detections
 from odkit.inference.images import IMAGE_EXTENSIONS, open_image
@@ -58,13 +59,7 @@ class PredictSummary:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write_bytes(path, data)
 
 
 def _drawn_name(path: Path, used: set[str]) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
 from typing import Any
 
 from odkit.errors import OdkitError
+from odkit.fileio import atomic_write
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
@@ -80,21 +79,9 @@ def render_grid(items: list[dict[str, Any]], names: dict[int, str]) -> Any:
 
 
 def write_png(image: Any, path: str) -> None:
-    """Write atomically: temp file in the same folder, then os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".preview-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write atomically (odkit.fileio)."""
+    with atomic_write(path, "wb") as f:
+        image.save(f, format="PNG")
 
 
 def run(args: argparse.Namespace) -> int:

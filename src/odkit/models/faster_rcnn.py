@@ -121,6 +121,7 @@ class FasterRCNNMetaArch(DetectionModel):
         self.backbone_param_prefixes = tuple(
             "feature_extractor." + p for p in getattr(feature_extractor, "backbone_param_prefixes", ())
         )
+        self.feature_extractor_param_prefixes = ("feature_extractor.",)
         self.box_coder = FasterRcnnBoxCoder((10.0, 10.0, 5.0, 5.0))
         self.proposal_assigner = TargetAssigner(
             IouSimilarity(), ArgMaxMatcher(0.7, 0.3, force_match_for_each_row=True), self.box_coder
@@ -381,9 +382,9 @@ class FasterRCNNMetaArch(DetectionModel):
         refined = pred["refined_box_encodings"].float()
         b, p, q, _ = refined.shape
         boxes = self.box_coder.decode(refined, proposals.unsqueeze(2))  # [B, P, q, 4]
-        scores = self.score_converter(pred["class_predictions_with_background"].float())[..., 1:]
+        raw_scores = self.score_converter(pred["class_predictions_with_background"].float())[..., 1:]
         valid = torch.arange(p, device=num.device).unsqueeze(0) < num.unsqueeze(1)
-        scores = scores * valid.unsqueeze(-1)
+        scores = raw_scores * valid.unsqueeze(-1)
         nms_scores = torch.where(valid.unsqueeze(-1), scores, torch.full_like(scores, NEG))
         nms = self.second_stage_nms(boxes, nms_scores, windows)
         idx = nms.anchor_indices
@@ -405,7 +406,7 @@ class FasterRCNNMetaArch(DetectionModel):
             "detection_classes": (nms.classes + 1.0) * det_valid,
             "num_detections": nms.num_detections.float(),
             "raw_detection_boxes": raw,
-            "raw_detection_scores": scores,
+            "raw_detection_scores": raw_scores,  # TF: every proposal row, padding included
             "detection_multiclass_scores": multiclass,
         }
 

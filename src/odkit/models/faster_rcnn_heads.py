@@ -192,6 +192,7 @@ class MaskRCNNBoxPredictor(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.use_dropout = bool(use_dropout)  # TF keeps a Dropout layer (and its index) even at keep 1.0
         self.num_boxes = 1 if share_box_across_classes else num_classes
         self.box_code_size = box_code_size
         rate = 1.0 - dropout_keep_probability

@@ -167,6 +167,46 @@ class SameConv2d(nn.Conv2d):
         return super().forward(x)
 
 
+def tf_same_padding(module: nn.Module, explicit_padding: bool = False) -> nn.Module:
+    """Turn every zero-padded ``nn.Conv2d`` under ``module`` (e.g. torchvision's, padding (k-1)//2) into a
+    `SameConv2d` with TF "SAME" padding (or TF `fixed_padding` with ``explicit_padding``), in place; parameter
+    names and shapes do not change."""
+    for m in module.modules():
+        if type(m) is nn.Conv2d and m.padding_mode == "zeros" and m.dilation == (1, 1):
+            k, s = m.kernel_size[0], m.stride[0]
+            if m.kernel_size != (k, k) or m.stride != (s, s) or m.padding not in ((0, 0), ((k - 1) // 2,) * 2):
+                continue
+            symmetric = s == 1 and k % 2 == 1 and not explicit_padding
+            m.__class__ = SameConv2d
+            m.padding = ((k - 1) // 2,) * 2 if symmetric else (0, 0)
+            m._explicit = explicit_padding
+            m._dynamic = not symmetric and not explicit_padding and k > 1
+    return module
+
+
+def max_pool_same(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """TF max pooling with "SAME" padding: pads (right/bottom heavy) so out = ceil(in / stride); padded
+    positions never win (-inf)."""
+    h, w = x.shape[-2], x.shape[-1]
+    pad_h = max(((h + stride - 1) // stride - 1) * stride + kernel - h, 0)  # no negative //: ONNX Div truncates
+    pad_w = max(((w + stride - 1) // stride - 1) * stride + kernel - w, 0)
+    if pad_h or pad_w:
+        x = nn.functional.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2),
+                              value=float("-inf"))
+    return nn.functional.max_pool2d(x, kernel, stride)
+
+
+class SameMaxPool2d(nn.Module):
+    """`max_pool_same` as a module (TF `MaxPooling2D(padding="same")`)."""
+
+    def __init__(self, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel, self.stride = int(kernel), int(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return max_pool_same(x, self.kernel, self.stride)
+
+
 class ConvBnAct(nn.Sequential):
     """conv -> (batch norm) -> activation, as the TF OD API Keras layers built from conv_hyperparams."""
 

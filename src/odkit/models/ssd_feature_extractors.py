@@ -217,15 +217,17 @@ def create_ssd_feature_extractor(
         mean, std = (127.5,) * 3, (127.5,) * 3
         if name.endswith("_fpn_keras"):
             from odkit.models.necks.fpn import FPN
-            # TF FPN-lite: with use_depthwise the last 1x1 conv has 256 filters (_create_modified_mobilenet_config)
-            backbone = MobileNetV2Backbone(depth_multiplier, last_conv_depth=256 if use_depthwise else None)
+            # TF's FPN(-lite) extractor builds `_create_modified_mobilenet_config()` (last conv 256 filters) but
+            # never passes it to the backbone: the last 1x1 conv keeps 1280 filters (as in the zoo checkpoints).
+            backbone = MobileNetV2Backbone(depth_multiplier, explicit_padding=use_explicit_padding)
             p = need(fpn, "fpn")
             neck = FPN(backbone.out_channels, p.min_level, p.max_level, depth_fn(p.additional_layer_depth), hp,
                        use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm, explicit_padding=use_explicit_padding)
             out_channels = neck.out_channels
         else:
             from odkit.models.necks.ssd_layers import SSDExtraLayers
-            backbone = MobileNetV2Backbone(depth_multiplier, want_expand13=True)
+            backbone = MobileNetV2Backbone(depth_multiplier, want_expand13=True,
+                                           explicit_padding=use_explicit_padding)
             extra = SSDExtraLayers([backbone.out_channels[EXPAND13], backbone.out_channels[5]], extra_depths,
                                    hp, depth_multiplier=depth_multiplier, min_depth=min_depth,
                                    use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from odkit.fileio import atomic_save
 
 
 class TrainSummaries:
@@ -99,7 +100,5 @@ def plot_loss_history(history: list[list[float]], path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
     return path

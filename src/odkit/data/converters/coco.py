@@ -12,6 +12,7 @@ keeping COCO ids when they are all >= 1, else renumbered 1..N in id order.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -20,8 +21,8 @@ from odkit.data.converters.common import (
     SourceImage,
     SourceObject,
     Summary,
+    dataset_file,
     derive_label_map,
-    safe_join,
     stderr_log,
     write_dataset,
 )
@@ -39,9 +40,26 @@ def _load_json(path: str) -> dict[str, Any]:
         raise DataError(f"malformed JSON ({exc.msg})", where=f"{path}:{exc.lineno}:{exc.colno}") from exc
     except UnicodeDecodeError as exc:
         raise DataError("annotations file is not UTF-8 text", where=path) from exc
+    except RecursionError:
+        raise DataError("JSON nested too deeply", where=path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read the annotations file ({exc.strerror or exc})", where=path) from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError("not a COCO instances file (no 'images' list)", where=path)
     return data
+
+
+def _dim(img: dict[str, Any], key: str, where: str) -> int | None:
+    value = img.get(key)
+    if value in (None, "", 0):
+        return None
+    try:
+        f = float(value)
+        if not math.isfinite(f) or f < 0 or isinstance(value, bool):
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"image {key} {str(value)[:40]!r} is not a non-negative number", where=where) from None
 
 
 def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = None
@@ -50,6 +68,9 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
     data = _load_json(annotations_file)
     cats: list[tuple[int, str]] = []
     cat_names: dict[int, str] = {}
+    for key in ("categories", "annotations"):
+        if data.get(key) is not None and not isinstance(data.get(key), list):
+            raise DataError(f"'{key}' must be a list, got {type(data[key]).__name__}", where=annotations_file)
     for c in data.get("categories", []) or []:
         try:
             cats.append((int(c["id"]), str(c["name"])))
@@ -60,14 +81,20 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
     for a in data.get("annotations", []) or []:
         if not isinstance(a, dict) or "image_id" not in a:
             raise DataError(f"annotation without image_id: {str(a)[:80]}", where=annotations_file)
+        if not isinstance(a["image_id"], (int, str)) or isinstance(a["image_id"], bool):
+            raise DataError(f"annotation {str(a.get('id'))[:20]} has image_id {str(a['image_id'])[:40]}, "
+                            "expected a number or string", where=annotations_file)
         by_image.setdefault(a["image_id"], []).append(a)
     out = []
     for img in data["images"]:
         if not isinstance(img, dict) or "file_name" not in img or "id" not in img:
             raise DataError(f"image entry without id / file_name: {str(img)[:80]}", where=annotations_file)
-        where = f"{annotations_file}:image id {img['id']}"
+        if not isinstance(img["id"], (int, str)) or isinstance(img["id"], bool):
+            raise DataError(f"image id {str(img['id'])[:40]} must be a number or string", where=annotations_file)
+        where = f"{annotations_file}:image id {str(img['id'])[:40]}"
+        width, height = _dim(img, "width", where), _dim(img, "height", where)
         file_name = str(img["file_name"])
-        path = safe_join(image_dir, file_name, where=where)
+        path = dataset_file(image_dir, file_name, where=where)
         objects = []
         for a in by_image.get(img["id"], []):
             bbox = a.get("bbox")
@@ -75,7 +102,7 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
                 raise DataError(f"annotation {a.get('id')} has bbox {bbox!r}, expected [x, y, w, h]", where=where)
             try:
                 x, y, w, h = (float(v) for v in bbox)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise DataError(f"annotation {a.get('id')} has a non-numeric bbox {bbox!r}", where=where) from exc
             if class_key:
                 if class_key not in img:
@@ -89,8 +116,7 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
             objects.append(SourceObject(name=name, xmin=x, ymin=y, xmax=x + w, ymax=y + h,
                                         is_crowd=int(bool(a.get("iscrowd", 0)))))
         out.append(SourceImage(path=path, filename=file_name, source_id=str(img["id"]), where=where,
-                               width=int(img["width"]) if img.get("width") else None,
-                               height=int(img["height"]) if img.get("height") else None, objects=objects))
+                               width=width, height=height, objects=objects))
     return out, cats
 
 

@@ -16,6 +16,7 @@ Messy inputs are handled on purpose and counted in the Summary:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import random
 import sys
@@ -28,8 +29,9 @@ import numpy as np
 from odkit.data.example import encode_detection_example
 from odkit.data.image_io import encode_jpeg, image_info, pil_to_rgb, sniff_format
 from odkit.data.label_map import LabelMap, write_label_map
-from odkit.data.tfrecord import ShardedWriter, shard_name
-from odkit.errors import DataError
+from odkit.data.tfrecord import ShardedWriter
+from odkit.errors import DataError, processing
+from odkit.fileio import check_output_file, safe_path, temp_name
 
 KEEP_MODES = {"RGB", "L", "RGBA", "LA", "P", "1"}
 Log = Callable[[str], None]
@@ -58,6 +60,7 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     label_map_path: str | None = None
     num_classes: int = 0
+    class_boxes: Counter[str] = field(default_factory=Counter)
 
     @property
     def written(self) -> int:
@@ -100,19 +103,10 @@ class Summary:
         return "\n".join(lines)
 
 
-def safe_join(base: str, name: str, where: str) -> str:
-    """``base/name``; DataError if ``name`` is absolute or escapes ``base`` (``..``, symlinks)."""
-    if not name.strip():
-        raise DataError("empty image file name", where=where)
-    if os.path.isabs(name) or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise DataError(f"image file name {name!r} is an absolute path; it must be relative to the data folder",
-                        where=where)
-    base_real = os.path.realpath(base)
-    full = os.path.realpath(os.path.join(base_real, name))
-    if os.path.commonpath([base_real, full]) != base_real:
-        raise DataError(f"image file name {name!r} escapes the data folder {base}", where=where,
-                        hint="annotation file names must stay inside the image folder")
-    return os.path.join(base, name)
+def dataset_file(base: str, name: str, where: str, what: str = "image file") -> str:
+    """``base/name`` through :func:`odkit.fileio.safe_path` (no escape by ``..``, absolute paths or symlinks):
+    the one path resolution for every file a dataset's annotations name."""
+    return os.fspath(safe_path(base, name, what=what, where=where))
 
 
 @dataclass
@@ -238,7 +232,7 @@ def derive_label_map(images: Iterable[SourceImage]) -> LabelMap:
 
 def encode_source_image(
     im: SourceImage, label_map: LabelMap, summary: Summary, log: Log | None
-) -> tuple[bytes, int] | None:
+) -> tuple[bytes, int, list[str]] | None:
     """Serialized tf.Example for one source image, or None if skipped (counted)."""
     if not os.path.isfile(im.path):
         summary.skip("missing_image", f"{im.where}: image {im.path} not found", log)
@@ -271,27 +265,48 @@ def encode_source_image(
         difficult=[o.difficult for o in objs], truncated=[o.truncated for o in objs],
         view=[o.pose for o in objs], is_crowd=[o.is_crowd for o in objs] if any(o.is_crowd for o in objs) else None,
     )
-    return data, len(objs)
+    return data, len(objs), [o.name for o in objs]
 
 
-def write_split(
-    name: str, images: Sequence[SourceImage], prefix: str, num_shards: int, label_map: LabelMap,
-    summary: Summary, log: Log | None,
-) -> None:
-    """Write ``images`` to ``prefix-?????-of-N`` atomically (image i -> shard i % N)."""
-    with ShardedWriter(prefix, num_shards) as w:
-        split = SplitSummary(name=name, pattern=w.pattern)
-        for i, im in enumerate(images):
-            if log is not None and i and i % 500 == 0:
-                log(f"{name}: {i} / {len(images)} images")
+def fill_split(
+    name: str, images: Sequence[SourceImage], w: ShardedWriter, label_map: LabelMap, summary: Summary,
+    log: Log | None,
+) -> SplitSummary:
+    """Encode ``images`` into ``w`` (image i -> shard i % N); nothing is published here."""
+    split = SplitSummary(name=name, pattern=w.pattern)
+    for i, im in enumerate(images):
+        if log is not None and i and i % 500 == 0:
+            log(f"{name}: {i} / {len(images)} images")
+        with processing(im.where):
             res = encode_source_image(im, label_map, summary, log)
-            if res is None:
-                continue
-            w.write(res[0], index=i)
-            split.examples += 1
-            split.boxes += res[1]
-        split.shard_counts = list(w.counts)
+        if res is None:
+            continue
+        w.write(res[0], index=i)
+        split.examples += 1
+        split.boxes += res[1]
+        for cls in res[2]:
+            summary.class_boxes[cls] += 1
+    split.shard_counts = list(w.counts)
     summary.splits[name] = split
+    return split
+
+
+def check_written(summary: Summary, label_map: LabelMap, log: Log | None) -> None:
+    """Zero examples or zero boxes overall is an error (with what to check); a class with no box a warning."""
+    skipped = ", ".join(f"{v} {k}" for k, v in sorted(summary.skipped.items())) or "none"
+    if summary.written == 0:
+        raise DataError(f"no examples written: every image was skipped (skipped: {skipped})",
+                        hint="check the image paths and the label map; nothing was written")
+    if sum(s.boxes for s in summary.splits.values()) == 0:
+        unknown = summary.notes.get("boxes_unknown_class", 0)
+        raise DataError(f"{summary.written} examples but 0 boxes: no annotated object was kept "
+                        f"({unknown} had a class not in the label map of {label_map.num_classes} classes)",
+                        hint="check that the label map's names match the class names in the annotations; "
+                             "nothing was written")
+    missing = [n for n in label_map.names if summary.class_boxes.get(n, 0) == 0]
+    if missing:
+        summary.warn(f"{len(missing)} label-map class(es) have no boxes: {', '.join(missing[:10])}"
+                     + (" ..." if len(missing) > 10 else ""), log)
 
 
 def write_dataset(
@@ -299,36 +314,52 @@ def write_dataset(
     val_fraction: float = 0.0, seed: int = 42, label_map_output_path: str | None = None,
     summary: Summary | None = None, log: Log | None = stderr_log,
 ) -> Summary:
-    """Write a converted dataset (optionally split train/val) and a label map when none was given."""
+    """Write a converted dataset (optionally split train/val) and a label map when none was given.
+
+    All outputs (every shard of every split, and the label map) are written to temporary names first and
+    renamed into place together at the end, only when the data holds at least one box.
+    """
     summary = summary or Summary()
     if num_shards < 1:
         raise DataError(f"--num_shards must be >= 1, got {num_shards}")
+    if not math.isfinite(val_fraction):
+        raise DataError(f"--val_fraction must be a number in [0, 1), got {val_fraction}")
+    check_output_file(output_path, "--output_path")
     derived = label_map is None
+    lm_out = None
+    if derived:
+        lm_out = label_map_output_path or os.path.join(os.path.dirname(os.path.abspath(output_path)),
+                                                       "label_map.pbtxt")
+        check_output_file(lm_out, "--label_map_output_path")
     lm = derive_label_map(images) if label_map is None else label_map
     if val_fraction > 0:
         tr, va = split_indices(len(images), val_fraction, seed)
         parts = [("train", [images[i] for i in tr]), ("val", [images[i] for i in va])]
     else:
+        split_indices(len(images), val_fraction, seed)  # validates the fraction
         parts = [("all", list(images))]
-    written: list[str] = []
+    writers: list[ShardedWriter] = []
+    lm_tmp = None
     try:
         for name, ims in parts:
-            prefix = output_prefix(output_path, None if name == "all" else name)
-            write_split(name, ims, prefix, num_shards, lm, summary, log)
-            written.extend(shard_name(prefix, i, num_shards) for i in range(num_shards))
+            w = ShardedWriter(output_prefix(output_path, None if name == "all" else name), num_shards)
+            writers.append(w)
+            fill_split(name, ims, w, lm, summary, log)
+            w.finish()
+        check_written(summary, lm, log)
+        if lm_out is not None:
+            lm_tmp = temp_name(lm_out)
+            write_label_map(lm, lm_tmp)
+        for w in writers:  # all or nothing across splits and the label map
+            w.publish()
+        if lm_out is not None and lm_tmp is not None:
+            os.replace(lm_tmp, lm_out)
     except BaseException:
-        for p in written:  # all or nothing across splits too
-            try:
-                os.remove(p)
-            except FileNotFoundError:
-                pass
+        for w in writers:
+            w.abort()
+        if lm_tmp is not None and os.path.exists(lm_tmp):
+            os.remove(lm_tmp)
         raise
-    if derived:
-        out = label_map_output_path or os.path.join(os.path.dirname(os.path.abspath(output_path)), "label_map.pbtxt")
-        write_label_map(lm, out)
-        summary.label_map_path = out
-    else:
-        summary.label_map_path = lm.path
+    summary.label_map_path = lm_out if derived else lm.path
     summary.num_classes = lm.num_classes
     return summary
-

@@ -8,6 +8,7 @@ form one image, in order of first appearance. ``width``/``height`` are optional 
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 from odkit.data.converters.common import (
@@ -15,7 +16,7 @@ from odkit.data.converters.common import (
     SourceImage,
     SourceObject,
     Summary,
-    safe_join,
+    dataset_file,
     stderr_log,
     write_dataset,
 )
@@ -27,9 +28,17 @@ REQUIRED = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
 
 def collect_csv(csv_path: str, image_dir: str) -> list[SourceImage]:
     try:
-        f = open(csv_path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+        with open(csv_path, "rb") as fb:
+            raw = fb.read()
     except FileNotFoundError as exc:
         raise DataError("CSV file not found", where=csv_path) from exc
+    except OSError as exc:
+        raise DataError(f"cannot read the CSV file ({exc.strerror or exc})", where=csv_path) from None
+    try:
+        f = io.StringIO(raw.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"CSV file is not UTF-8 text (byte {exc.start})", where=csv_path,
+                        hint="save it as UTF-8") from None
     images: dict[str, SourceImage] = {}
     with f:
         reader = csv.DictReader(f)
@@ -50,11 +59,11 @@ def collect_csv(csv_path: str, image_dir: str) -> list[SourceImage]:
                     vals = [float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
                     w = int(float(row["width"])) if row.get("width") else None
                     h = int(float(row["height"])) if row.get("height") else None
-                except (TypeError, ValueError) as exc:
-                    raise DataError(f"non-numeric size or box value ({exc})", where=where) from exc
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise DataError(f"non-numeric size or box value ({str(exc)[:80]})", where=where) from exc
                 im = images.get(name)
                 if im is None:
-                    im = SourceImage(path=safe_join(image_dir, name, where=where), filename=os.path.basename(name),
+                    im = SourceImage(path=dataset_file(image_dir, name, where=where), filename=os.path.basename(name),
                                      where=where, width=w, height=h)
                     images[name] = im
                 cls = (row.get("class") or "").strip()

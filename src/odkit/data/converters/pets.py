@@ -25,16 +25,18 @@ from odkit.data.converters.common import (
     Log,
     SplitSummary,
     Summary,
+    check_written,
     clean_boxes,
+    dataset_file,
     prepare_image,
-    safe_join,
     stderr_log,
 )
 from odkit.data.converters.voc_xml import parse_voc_xml
 from odkit.data.example import encode_detection_example
 from odkit.data.label_map import LabelMap, get_pets_label_map, load_label_map
 from odkit.data.tfrecord import ShardedWriter
-from odkit.errors import DataError, UnsupportedError
+from odkit.errors import DataError, UnsupportedError, processing
+from odkit.fileio import check_output_dir
 
 _CLASS_RE = re.compile(r"([A-Za-z_]+)(_[0-9]+\.jpg)", re.I)
 
@@ -53,6 +55,10 @@ def read_examples_list(path: str) -> list[str]:
     except FileNotFoundError as exc:
         raise DataError("examples list not found", where=path,
                         hint="--data_dir must hold images/ and annotations/ (trainval.txt, xmls/)") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"examples list is not UTF-8 text (byte {exc.start})", where=path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read the examples list ({exc.strerror or exc})", where=path) from None
     return [line.strip().split(" ")[0] for line in lines]
 
 
@@ -65,62 +71,65 @@ def split_pets(examples: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _write_pets_split(
-    name: str, output_prefix: str, num_shards: int, examples: list[str], annotations_dir: str, image_dir: str,
+    name: str, w: ShardedWriter, examples: list[str], data_dir: str, image_dir: str,
     label_map: LabelMap, summary: Summary, log: Log | None,
 ) -> None:
-    with ShardedWriter(output_prefix, num_shards) as w:
-        split = SplitSummary(name=name, pattern=w.pattern)
-        for idx, example in enumerate(examples):
-            if log is not None and idx and idx % 500 == 0:
-                log(f"{name}: on image {idx} of {len(examples)}")
-            if example.startswith("#") or not example:
-                summary.skip("comment_line", f"{name} list entry {example!r}", None)
-                continue
-            xml_path = os.path.join(annotations_dir, "xmls", example + ".xml")
-            if not os.path.exists(xml_path):
-                summary.skip("no_xml", f"could not find {xml_path}, ignoring example", log)
-                continue
+    split = SplitSummary(name=name, pattern=w.pattern)
+    for idx, example in enumerate(examples):
+        if log is not None and idx and idx % 500 == 0:
+            log(f"{name}: on image {idx} of {len(examples)}")
+        if example.startswith("#") or not example:
+            summary.skip("comment_line", f"{name} list entry {example!r}", None)
+            continue
+        where = f"{os.path.join(data_dir, 'annotations', 'trainval.txt')} entry {example[:80]!r}"
+        xml_path = dataset_file(data_dir, os.path.join("annotations", "xmls", example + ".xml"), where=where,
+                                what="annotation file")
+        if not os.path.exists(xml_path):
+            summary.skip("no_xml", f"could not find {xml_path}, ignoring example", log)
+            continue
+        with processing(xml_path):
             ann = parse_voc_xml(xml_path)
-            filename = ann.filename or example + ".jpg"
-            img_path = safe_join(image_dir, filename, where=xml_path)
-            class_name = class_name_from_filename(filename)
-            if class_name is None:
-                summary.skip("bad_filename", f"{xml_path}: no breed in file name {filename!r}", log)
-                continue
-            if class_name not in label_map.name_to_id:
-                summary.skip("class_not_in_label_map", f"{xml_path}: class {class_name!r}", log)
-                continue
-            if not os.path.isfile(img_path):
-                summary.skip("missing_image", f"{xml_path}: image {img_path} not found", log)
-                continue
-            try:
-                prep = prepare_image(img_path, summary)
-            except DataError as exc:
-                summary.skip("corrupt_image", exc.one_line(), log)
-                continue
-            width = ann.width or prep.width
-            height = ann.height or prep.height
-            if (width, height) != (prep.width, prep.height):
-                summary.notes["size_mismatch"] += 1
-                summary.warn(f"{xml_path}: XML size {width}x{height} differs from the image "
-                             f"{prep.width}x{prep.height}; using the image size")
-                width, height = prep.width, prep.height
-            cleaned = clean_boxes(ann.objects, width, height, summary, xml_path)
-            objs = [o for o, _ in cleaned]
-            boxes = np.stack([b for _, b in cleaned]) if cleaned else np.zeros((0, 4), np.float32)
-            if not objs:
-                summary.notes["images_without_boxes"] += 1
-            label = label_map.name_to_id[class_name]
-            data = encode_detection_example(
-                prep.data, format=prep.format, height=height, width=width, filename=filename,
-                source_id=filename, sha256=prep.sha256, boxes=boxes, labels=[label] * len(objs),
-                texts=[class_name] * len(objs), difficult=[o.difficult for o in objs],
-                truncated=[o.truncated for o in objs], view=[o.pose for o in objs],
-            )
-            w.write(data, index=idx)
-            split.examples += 1
-            split.boxes += len(objs)
-        split.shard_counts = list(w.counts)
+        filename = ann.filename or example + ".jpg"
+        img_path = dataset_file(image_dir, filename, where=xml_path)
+        class_name = class_name_from_filename(filename)
+        if class_name is None:
+            summary.skip("bad_filename", f"{xml_path}: no breed in file name {filename!r}", log)
+            continue
+        if class_name not in label_map.name_to_id:
+            summary.skip("class_not_in_label_map", f"{xml_path}: class {class_name!r}", log)
+            continue
+        if not os.path.isfile(img_path):
+            summary.skip("missing_image", f"{xml_path}: image {img_path} not found", log)
+            continue
+        try:
+            prep = prepare_image(img_path, summary)
+        except DataError as exc:
+            summary.skip("corrupt_image", exc.one_line(), log)
+            continue
+        width = ann.width or prep.width
+        height = ann.height or prep.height
+        if (width, height) != (prep.width, prep.height):
+            summary.notes["size_mismatch"] += 1
+            summary.warn(f"{xml_path}: XML size {width}x{height} differs from the image "
+                         f"{prep.width}x{prep.height}; using the image size")
+            width, height = prep.width, prep.height
+        cleaned = clean_boxes(ann.objects, width, height, summary, xml_path)
+        objs = [o for o, _ in cleaned]
+        boxes = np.stack([b for _, b in cleaned]) if cleaned else np.zeros((0, 4), np.float32)
+        if not objs:
+            summary.notes["images_without_boxes"] += 1
+        label = label_map.name_to_id[class_name]
+        data = encode_detection_example(
+            prep.data, format=prep.format, height=height, width=width, filename=filename,
+            source_id=filename, sha256=prep.sha256, boxes=boxes, labels=[label] * len(objs),
+            texts=[class_name] * len(objs), difficult=[o.difficult for o in objs],
+            truncated=[o.truncated for o in objs], view=[o.pose for o in objs],
+        )
+        w.write(data, index=idx)
+        split.examples += 1
+        split.boxes += len(objs)
+        summary.class_boxes[class_name] += len(objs)
+    split.shard_counts = list(w.counts)
     summary.splits[name] = split
 
 
@@ -140,24 +149,25 @@ def create_pet_tfrecord(
         raise DataError(f"--num_shards must be >= 1, got {num_shards}")
     if not os.path.isdir(data_dir):
         raise DataError("data folder not found", where=data_dir)
+    check_output_dir(output_dir, "--output_dir")
     label_map = load_label_map(label_map_path) if label_map_path else get_pets_label_map()
     image_dir = os.path.join(data_dir, "images")
     annotations_dir = os.path.join(data_dir, "annotations")
     examples = read_examples_list(os.path.join(annotations_dir, "trainval.txt"))
-    train, val = split_pets(examples)
-    if log is not None:
-        log(f"{len(train)} training and {len(val)} validation examples.")
+    train, val = split_pets(examples)  # (the counts are in the summary printed at the end)
     summary = Summary(label_map_path=label_map.path, num_classes=label_map.num_classes)
-    train_prefix = os.path.join(output_dir, "pet_faces_train.record")
-    val_prefix = os.path.join(output_dir, "pet_faces_val.record")
-    _write_pets_split("train", train_prefix, num_shards, train, annotations_dir, image_dir, label_map, summary, log)
-    try:
-        _write_pets_split("val", val_prefix, num_shards, val, annotations_dir, image_dir, label_map, summary, log)
+    writers: list[ShardedWriter] = []
+    try:  # all or nothing: both splits are published together, only when they hold boxes
+        for name, part in (("train", train), ("val", val)):
+            w = ShardedWriter(os.path.join(output_dir, f"pet_faces_{name}.record"), num_shards)
+            writers.append(w)
+            _write_pets_split(name, w, part, data_dir, image_dir, label_map, summary, log)
+            w.finish()
+        check_written(summary, label_map, log)
+        for w in writers:
+            w.publish()
     except BaseException:
-        for i in range(num_shards):  # all or nothing: the train shards go too
-            try:
-                os.remove(f"{train_prefix}-{i:05d}-of-{num_shards:05d}")
-            except FileNotFoundError:
-                pass
+        for w in writers:
+            w.abort()
         raise
     return summary

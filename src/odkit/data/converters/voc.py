@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from odkit.data.converters.common import Log, SourceImage, Summary, safe_join, stderr_log, write_dataset
+from odkit.data.converters.common import Log, SourceImage, Summary, dataset_file, stderr_log, write_dataset
 from odkit.data.converters.voc_xml import parse_voc_xml
 from odkit.data.label_map import load_label_map
 from odkit.errors import DataError
@@ -53,18 +53,18 @@ def collect_voc(data_dir: str, annotations_dir: str | None = None, images_dir: s
     xmls = sorted(n for n in os.listdir(ann_dir) if n.lower().endswith(".xml"))
     out = []
     for name in xmls:
-        xml_path = os.path.join(ann_dir, name)
+        xml_path = dataset_file(ann_dir, name, where=ann_dir, what="annotation file")
         ann = parse_voc_xml(xml_path)
         filename = ann.filename or os.path.splitext(name)[0] + ".jpg"
-        path = safe_join(img_dir, filename, where=xml_path)
+        path = dataset_file(img_dir, filename, where=xml_path)
         if not os.path.isfile(path):
-            alt = safe_join(ann_dir, filename, where=xml_path)
+            alt = dataset_file(ann_dir, filename, where=xml_path)
             if os.path.isfile(alt):
                 path = alt
             else:
                 stem = os.path.splitext(name)[0]
                 for ext in IMAGE_EXTS:
-                    cand = os.path.join(img_dir, stem + ext)
+                    cand = dataset_file(img_dir, stem + ext, where=xml_path)
                     if os.path.isfile(cand):
                         path, filename = cand, stem + ext
                         break

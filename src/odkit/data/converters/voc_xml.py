@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element, ParseError
 
@@ -35,9 +36,12 @@ def _int(el: Element | None, default: int, path: str, what: str) -> int:
     if t is None or t == "":
         return default
     try:
-        return int(float(t))
-    except ValueError as exc:
-        raise DataError(f"<{what}> is not a number: {t!r}", where=path) from exc
+        value = float(t)
+        if not math.isfinite(value):
+            raise ValueError(t)
+        return int(value)
+    except (ValueError, OverflowError) as exc:
+        raise DataError(f"<{what}> is not a finite number: {t[:40]!r}", where=path) from exc
 
 
 def _float(el: Element | None, path: str, what: str) -> float:
@@ -45,9 +49,12 @@ def _float(el: Element | None, path: str, what: str) -> float:
     if t is None or t == "":
         raise DataError(f"<{what}> is missing", where=path)
     try:
-        return float(t)
+        value = float(t)
     except ValueError as exc:
-        raise DataError(f"<{what}> is not a number: {t!r}", where=path) from exc
+        raise DataError(f"<{what}> is not a number: {t[:40]!r}", where=path) from exc
+    if not math.isfinite(value):
+        raise DataError(f"<{what}> is not a finite number: {t[:40]!r}", where=path)
+    return value
 
 
 def parse_voc_xml(path: str) -> VocAnnotation:

@@ -1,8 +1,12 @@
 """MobileNet v2 from torchvision (width_mult = depth_multiplier, no pretrained weights).
 
-Levels: 2 = block_2_add (features[3]), 3 = block_5_add (features[6]), 4 = block_9_add (features[10]),
-5 = out_relu (features[18]). `expand13` (block_13_expand_relu, stride 16) is returned as key 14 for the non-FPN
-SSD extractor. `last_conv_depth` replaces the final 1x1 conv depth (TF FPN-lite uses 256 with use_depthwise).
+Levels (TF OD API `ssd_mobilenet_v2_fpn_keras` feature blocks layer_4/7/14/19): 2 = block_2_add (features[3]),
+3 = block_5_add (features[6]), 4 = block_12_add (features[13]), 5 = out_relu (features[18]). `expand13`
+(block_13_expand_relu, stride 16) is returned as key 14 for the non-FPN SSD extractor. `last_conv_depth`
+replaces the final 1x1 conv depth.
+
+Every conv uses TF "SAME" padding (`tf_same_padding`): torchvision pads stride-2 3x3 convs by one pixel on
+each side, TF pads only bottom/right for even inputs, which shifts every stride-2 sampling grid by a pixel.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
+from odkit.models.hyperparams import tf_same_padding
+
 EXPAND13 = 14  # dict key for block_13_expand_relu
 
 
 class MobileNetV2Backbone(nn.Module):
     def __init__(self, depth_multiplier: float = 1.0, last_conv_depth: int | None = None,
-                 want_expand13: bool = False) -> None:
+                 want_expand13: bool = False, explicit_padding: bool = False) -> None:
         super().__init__()
         net = torchvision.models.mobilenet_v2(weights=None, width_mult=depth_multiplier)
         features = net.features
@@ -26,13 +32,14 @@ class MobileNetV2Backbone(nn.Module):
             in_ch = last[0].in_channels
             features[18] = Conv2dNormActivation(in_ch, last_conv_depth, kernel_size=1,
                                                 norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU6)
+        tf_same_padding(features, explicit_padding)
         self.features = features
         self.want_expand13 = want_expand13
         self.out_channels = {2: features[3].out_channels, 3: features[6].out_channels,
-                             4: features[10].out_channels, 5: features[18][0].out_channels}
+                             4: features[13].out_channels, 5: features[18][0].out_channels}
         if want_expand13:
             self.out_channels[EXPAND13] = features[14].conv[0][0].out_channels
-        self._levels = {3: 2, 6: 3, 10: 4, 18: 5}
+        self._levels = {3: 2, 6: 3, 13: 4, 18: 5}
 
     def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         out: dict[int, torch.Tensor] = {}

@@ -1,0 +1,87 @@
+"""Faster R-CNN name mapping: TF OD API Keras `FasterRCNNMetaArch` object paths -> odkit
+`FasterRCNNMetaArch` state_dict names.
+
+TF object paths (as saved by `tf.train.Checkpoint(model=detection_model)`, the TF2 zoo's ckpt-0):
+- `model/_feature_extractor_for_proposal_features/layer_with_weights-N/...`: the Keras ResNet v1 up to
+  `conv4_block*_out` (stem + conv2..conv4; `mapping.backbones.resnet_v1_keras_maps`)
+  -> `feature_extractor.backbone.{conv1,bn1,layer1..layer3}`;
+- `model/_feature_extractor_for_box_classifier_features/layer_with_weights-N/...`: conv5 (a sub-model of
+  the same network, N restarting at 0) -> `feature_extractor.backbone.layer4`;
+- `model/_first_stage_box_predictor_first_conv/layer_with_weights-0/{kernel,bias}` (RPNConv; with
+  batch norm in first_stage_box_predictor_conv_hyperparams: layer_with_weights-1 = RPNBatchNorm)
+  -> `rpn_head.conv.0` (`rpn_head.conv.1`);
+- `model/_first_stage_box_predictor/_prediction_heads/{box_encodings,class_predictions_with_background}/
+  L/_{box_encoder,class_predictor}_layers/0/{kernel,bias}` (one 1x1 conv per feature map L)
+  -> `rpn_head.box.L`, `rpn_head.objectness.L`;
+- `model/_mask_rcnn_box_predictor/_box_prediction_head/_box_encoder_layers/K/...` and
+  `.../_class_prediction_head/_class_predictor_layers/K/...`: [Flatten, (Dropout), Dense, BatchNorm from
+  fc_hyperparams] -> `box_predictor.{box_fc,class_fc}.{linear,bn}`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from odkit.tfcompat.mapping.backbones import _bn, resnet_v1_keras_maps
+from odkit.tfcompat.mapping.transforms import conv_kernel, dense_kernel, identity
+
+PROPOSAL = "model/_feature_extractor_for_proposal_features"
+BOX_CLASSIFIER = "model/_feature_extractor_for_box_classifier_features"
+RPN_CONV = "model/_first_stage_box_predictor_first_conv"
+RPN_HEADS = "model/_first_stage_box_predictor/_prediction_heads"
+SECOND_STAGE = "model/_mask_rcnn_box_predictor"
+
+
+def _dense_index(tf_names: set[str], head: str) -> int | None:
+    pat = re.compile(re.escape(head) + r"/(\d+)/kernel$")
+    found = sorted(int(m.group(1)) for n in tf_names if (m := pat.match(n)))
+    return found[0] if found else None
+
+
+def tf_maps(model, model_config, tf_names: set[str]) -> list[tuple[str, str, object]]:
+    """(odkit name, TF name, transform) for every tensor of a ResNet Faster R-CNN (non-FPN)."""
+    from odkit.models.faster_rcnn_feature_extractors import ResNetFasterRcnnFeatureExtractor
+
+    fe = model.feature_extractor
+    if not isinstance(fe, ResNetFasterRcnnFeatureExtractor):
+        raise NotImplementedError(f"no TF mapping for Faster R-CNN feature extractor {type(fe).__name__}")
+    depth = fe.backbone.depth
+    maps = resnet_v1_keras_maps("feature_extractor.backbone.", PROPOSAL, depth, (1, 2, 3, 4))
+    maps += resnet_v1_keras_maps("feature_extractor.backbone.", BOX_CLASSIFIER, depth, (5,))
+    maps += _rpn_maps(model)
+    if model.box_predictor is not None:
+        maps += _second_stage_maps(model, tf_names)
+    return maps
+
+
+def _rpn_maps(model) -> list[tuple[str, str, object]]:
+    head = model.rpn_head
+    maps: list[tuple[str, str, object]] = [(f"rpn_head.conv.0.{p}", f"{RPN_CONV}/layer_with_weights-0/{t}", f)
+                                           for p, t, f in (("weight", "kernel", conv_kernel),
+                                                           ("bias", "bias", identity))
+                                           if getattr(head.conv[0], p, None) is not None]
+    if len(head.conv) > 2:  # conv, batch norm, activation
+        maps += _bn("rpn_head.conv.1", f"{RPN_CONV}/layer_with_weights-1")
+    for level in range(len(head.box)):
+        for odkit, tf in ((f"rpn_head.box.{level}", f"{RPN_HEADS}/box_encodings/{level}/_box_encoder_layers/0"),
+                          (f"rpn_head.objectness.{level}",
+                           f"{RPN_HEADS}/class_predictions_with_background/{level}/_class_predictor_layers/0")):
+            maps += [(f"{odkit}.weight", f"{tf}/kernel", conv_kernel), (f"{odkit}.bias", f"{tf}/bias", identity)]
+    return maps
+
+
+def _second_stage_maps(model, tf_names: set[str]) -> list[tuple[str, str, object]]:
+    maps: list[tuple[str, str, object]] = []
+    bp = model.box_predictor
+    for fc, head in ((bp.box_fc, f"{SECOND_STAGE}/_box_prediction_head/_box_encoder_layers"),
+                     (bp.class_fc, f"{SECOND_STAGE}/_class_prediction_head/_class_predictor_layers")):
+        name = "box_fc" if fc is bp.box_fc else "class_fc"
+        k = _dense_index(tf_names, head)
+        if k is None:  # nothing in the checkpoint: the plan reports the odkit tensors as unfilled
+            k = 2 if bp.use_dropout else 1
+        maps.append((f"box_predictor.{name}.linear.weight", f"{head}/{k}/kernel", dense_kernel))
+        if fc.linear.bias is not None:
+            maps.append((f"box_predictor.{name}.linear.bias", f"{head}/{k}/bias", identity))
+        if fc.bn is not None:
+            maps += _bn(f"box_predictor.{name}.bn", f"{head}/{k + 1}")
+    return maps
