@@ -263,8 +263,8 @@ class EfficientDetFeatureExtractor(SSDFeatureExtractor):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.register_buffer("std", 1.0 / self.inv_std, persistent=False)
-        self.std.copy_(torch.tensor(_IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() / 255.0 - self.mean) / self.std
