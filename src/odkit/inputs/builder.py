@@ -52,7 +52,7 @@ def resizer_for_model(model_config: Any) -> ImageResizer:
             def pad_to_pixels(values: list[float]) -> list[float]:
                 return normalized_to_pixels(fe_type, values)
 
-    return build_image_resizer(arch.image_resizer, pad_to_pixels)
+    return build_image_resizer(arch.image_resizer, pad_to_pixels=pad_to_pixels)
 
 
 def single_reader(reader: Any) -> Any:
