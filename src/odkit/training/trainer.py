@@ -23,6 +23,7 @@ from odkit import checkpoints as ckpts
 from odkit.devices import resolve_device
 from odkit.errors import ConfigError, DataError, OdkitError
 from odkit.fileio import atomic_write_text
+from odkit.runtime import apply_thread_plan, plan_threads
 from odkit.training import data_position
 from odkit.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown
 from odkit.training.ema import ModelEMA
@@ -312,6 +313,15 @@ class Trainer:
             )
         per_rank_batch = global_batch // self.dist.world_size
         num_steps = self._num_steps()
+        reader = self.config.train_input_reader
+        threads = plan_threads(
+            "train",
+            device=device.type,
+            workers=self.opts.num_workers,
+            max_workers=int(reader.num_readers or 1),
+        )
+        apply_thread_plan(threads)
+        self.threads = threads
         if self.opts.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             if device.type == "cuda":
@@ -424,7 +434,7 @@ class Trainer:
             seed=self.opts.seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
-            num_workers=self.opts.num_workers,
+            num_workers=threads.workers,
         )
         saved_data = train_state.get("data", {}) if isinstance(train_state.get("data"), dict) else {}
         loader, epoch = data_position.resume_loader(loader, step, saved_data.get("loader"))
@@ -458,7 +468,7 @@ class Trainer:
         progress = Progress(step, num_steps, global_batch)
         self.log(
             f"training {type(model).__name__} on {device} ({precision.name}, {self.dist.world_size} process"
-            f"{'es' if self.dist.world_size > 1 else ''}, batch {global_batch}) from step {step}"
+            f"{'es' if self.dist.world_size > 1 else ''}, batch {global_batch}, {threads.describe()}) from step {step}"
             + (f" to {num_steps}" if num_steps else "")
         )
         window: list[torch.Tensor] = []
