@@ -110,7 +110,17 @@ def test_every_variable_consumed_and_every_tensor_filled(eval_model):
     assert len(plan.maps) == 683 == len({m.tf_name for m in plan.maps})
 
 
+def _require_tf_resize() -> None:
+    # TEMPORARY (removed when engineer tfparity-ssd's TF1 legacy resize lands on main): TF's resizers sample
+    # without the half-pixel offset; main still resizes with half-pixel centres.
+    from odkit.inputs import resizers
+
+    if not hasattr(resizers, "resize_bilinear_tf_legacy"):
+        pytest.skip("needs the TF1 legacy bilinear resize (odkit.inputs.resizers.resize_bilinear_tf_legacy)")
+
+
 def test_preprocess_matches_tf(eval_model, ref):
+    _require_tf_resize()
     from odkit.inputs.builder import resizer_for_model
 
     cfg, model, _plan = eval_model
@@ -215,6 +225,7 @@ def test_exported_onnx_gives_tf_detections(eval_model, ref, tmp_path):
     Detections are matched (class, score, box) rather than by rank, as TF's own order among scores closer than
     the tolerance is not reproducible either.
     """
+    _require_tf_resize()
     ort = pytest.importorskip("onnxruntime")
     from odkit.export.exporter import export_model
     from odkit.export.resize import export_resizer
