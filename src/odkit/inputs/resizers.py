@@ -69,7 +69,14 @@ class ImageResizer(nn.Module):
         """Output frame size for a resized (height, width)."""
         return height, width
 
+    pad_pixels: list[float] | None = None  # set by build_image_resizer(pad_to_pixels=...)
+
     def pad_value(self) -> list[float]:
+        """Pixel value of the padding (raw [0, 255] space)."""
+        return list(self.pad_pixels) if self.pad_pixels is not None else self.config_pad_value()
+
+    def config_pad_value(self) -> list[float]:
+        """The padding value as the config states it."""
         return [0.0, 0.0, 0.0]
 
     @property
@@ -156,7 +163,7 @@ class KeepAspectRatioResizer(ImageResizer):
             return self.max_dimension, self.max_dimension
         return height, width
 
-    def pad_value(self) -> list[float]:
+    def config_pad_value(self) -> list[float]:
         v = self.per_channel_pad_value
         return v if len(v) == 3 else [v[0]] * 3
 
@@ -208,8 +215,20 @@ def resize_method_name(value: int) -> str:
     return _METHODS[value]
 
 
-def build_image_resizer(config: Any) -> ImageResizer:
-    """ImageResizer proto -> ImageResizer module."""
+def build_image_resizer(config: Any, pad_to_pixels: Any = None) -> ImageResizer:
+    """ImageResizer proto -> ImageResizer module.
+
+    `pad_to_pixels(values) -> values` maps the config's pad value to raw pixels: the TF OD API SSD pads after
+    the feature extractor's normalisation (`SSDMetaArch.preprocess` normalises, then resizes), so its pad value
+    is in normalised units (see `odkit.models.ssd_feature_extractors.normalized_to_pixels`).
+    """
+    resizer = _build_image_resizer(config)
+    if pad_to_pixels is not None:
+        resizer.pad_pixels = [float(v) for v in pad_to_pixels(resizer.config_pad_value())]
+    return resizer
+
+
+def _build_image_resizer(config: Any) -> ImageResizer:
     kind = config.WhichOneof("image_resizer_oneof")
     if kind == "fixed_shape_resizer":
         c = config.fixed_shape_resizer
