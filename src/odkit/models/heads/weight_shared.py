@@ -18,12 +18,17 @@ from odkit.models.hyperparams import (
     batch_norm_layer,
     conv2d,
     init_weight,
+    keras_default_pointwise,
 )
 
 
-def _conv(in_ch: int, out_ch: int, k: int, hp: ConvHyperparams, use_depthwise: bool, bias: bool) -> nn.Module:
+def _conv(in_ch: int, out_ch: int, k: int, hp: ConvHyperparams, use_depthwise: bool, bias: bool,
+          pointwise_hyperparams: bool = True) -> nn.Module:
     if use_depthwise:
-        return nn.Sequential(conv2d(in_ch, in_ch, k, hp, groups=in_ch, bias=False), conv2d(in_ch, out_ch, 1, hp, bias=bias))
+        pw = conv2d(in_ch, out_ch, 1, hp, bias=bias)
+        if not pointwise_hyperparams:  # TF towers: hyperparams on the depthwise kernel only
+            keras_default_pointwise(pw)
+        return nn.Sequential(conv2d(in_ch, in_ch, k, hp, groups=in_ch, bias=False), pw)
     return conv2d(in_ch, out_ch, k, hp, bias=bias)
 
 
@@ -33,8 +38,8 @@ class _Tower(nn.Module):
         super().__init__()
         use_bn = apply_batch_norm and hp.batch_norm is not None
         bias = hp.force_use_bias or not use_bn
-        self.convs = nn.ModuleList([_conv(depth, depth, kernel_size, hp, use_depthwise, bias)
-                                    for _ in range(num_layers)])
+        self.convs = nn.ModuleList([_conv(depth, depth, kernel_size, hp, use_depthwise, bias,
+                                          pointwise_hyperparams=False) for _ in range(num_layers)])
         self.norms = nn.ModuleList([
             nn.ModuleList([batch_norm_layer(depth, hp.batch_norm, frozen=freeze_bn) if use_bn else nn.Identity()
                            for _ in range(num_levels)])
