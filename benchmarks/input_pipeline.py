@@ -1,16 +1,22 @@
 """Input pipeline throughput for the reference pets config's train input.
 
 decode JPEG -> random_horizontal_flip -> random_crop_image (pets parameters) -> 640x640 fixed_shape_resizer
--> batch, reported as images/s per CPU core (num_workers=0: one process; torch threads = 1).
-With TensorFlow importable, an equivalent tf.data pipeline is timed too.
+-> batch, reported as images/s per CPU core (num_workers=0: one process pinned to one CPU; torch threads = 1).
+Peer: the same records and config through the TF OD API's own augmentation ops in tf.data with every TF thread
+pool at 1, pinned to the same CPU (benchmarks/tfdata_input_pipeline.py, run in the TF venv described in
+../shared/tools/tfod_reference/README.md: ODKIT_TFOD_VENV, default ~/tfod-venv; ODKIT_TFOD_SRC, default
+~/tfod-src). TensorFlow is never imported here; without the venv the column says so and is skipped.
 
 Usage: python benchmarks/input_pipeline.py [--records GLOB] [--images 256] [--batch_size 8] [--workers 0]
+                                           [--repeats 3] [--no-tf]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ODKIT_SHARED_DIR", REPO.parent / "shared"))
 PETS_CONFIG = SHARED / "compat" / "tfod_configs" / "pets_ssd_resnet50_v1_fpn_640x640.config"
+TF_SCRIPT = Path(__file__).resolve().with_name("tfdata_input_pipeline.py")
 PETS_RECORDS = SHARED / "compat" / "tfrecords_tf" / "pet_faces_tf.record-?????-of-00002"
 
 
@@ -80,44 +87,23 @@ def bench_odkit(records: str, config_path: str, images: int, batch_size: int, wo
     return done / elapsed
 
 
-def bench_tf(records: str, images: int, batch_size: int) -> float | None:
-    try:
-        import tensorflow as tf  # noqa: F401
-    except ImportError:
-        return None
-    import glob
-
-    import tensorflow as tf
-
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    feats = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
-             "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
-             "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
-             "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
-             "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32)}
-
-    def parse(rec: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        ex = tf.io.parse_single_example(rec, feats)
-        img = tf.cast(tf.io.decode_image(ex["image/encoded"], channels=3, expand_animations=False), tf.float32)
-        boxes = tf.stack([tf.sparse.to_dense(ex[f"image/object/bbox/{k}"]) for k in ("ymin", "xmin", "ymax", "xmax")], 1)
-        img = tf.image.random_flip_left_right(img)
-        begin, size, _ = tf.image.sample_distorted_bounding_box(
-            tf.shape(img), tf.expand_dims(tf.clip_by_value(boxes, 0.0, 1.0), 0), min_object_covered=0.0,
-            aspect_ratio_range=(0.75, 3.0), area_range=(0.75, 1.0), max_attempts=100,
-            use_image_if_no_bounding_boxes=True)
-        img = tf.slice(img, begin, size)
-        img = tf.image.resize(img, [640, 640])
-        return tf.cast(img, tf.uint8), boxes
-
-    ds = tf.data.TFRecordDataset(sorted(glob.glob(records))).repeat().map(parse).padded_batch(batch_size)
-    it = iter(ds)
-    next(it)
-    done = 0
-    start = time.perf_counter()
-    while done < images:
-        done += int(next(it)[0].shape[0])
-    return done / (time.perf_counter() - start)
+def bench_tf(records: str, config_path: str, images: int, batch_size: int, cpu: int | None) -> float | str:
+    """tf.data img/s for the same records and config (tfdata_input_pipeline.py in the TF venv), or why skipped."""
+    venv = Path(os.environ.get("ODKIT_TFOD_VENV", Path.home() / "tfod-venv"))
+    src = Path(os.environ.get("ODKIT_TFOD_SRC", Path.home() / "tfod-src"))
+    py = venv / "bin/python"
+    if not py.exists() or not (src / "research/object_detection").is_dir():
+        return (f"skipped: TF OD API venv not found (want {py} and {src}/research/object_detection;"
+                " see ../shared/tools/tfod_reference/README.md)")
+    env = {**os.environ, "PYTHONPATH": f"{src / 'research'}:{src}", "TF_USE_LEGACY_KERAS": "1",
+           "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = [str(py), str(TF_SCRIPT), config_path, records, "--images", str(images), "--batch_size", str(batch_size)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                         preexec_fn=None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu})))
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
+    if out.returncode != 0 or line is None:
+        return f"failed (exit {out.returncode}): {out.stderr.strip().splitlines()[-1:]}"
+    return float(line.split()[1])
 
 
 def main() -> int:
@@ -126,18 +112,43 @@ def main() -> int:
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (0 = main process, one core)")
+    p.add_argument("--repeats", type=int, default=1, help="odkit and tf.data runs, alternated; medians reported")
+    p.add_argument("--no-tf", action="store_true", help="skip the tf.data column")
     args = p.parse_args()
+    # one core for both sides: with --workers 0 the odkit run and the tf.data subprocess are pinned to the same CPU
+    cpu = min(os.sched_getaffinity(0)) if args.workers == 0 and hasattr(os, "sched_setaffinity") else None
     with tempfile.TemporaryDirectory() as tmp:
         records = args.records or (str(PETS_RECORDS) if PETS_RECORDS.parent.is_dir() else _synthetic_records(tmp))
+        config = _config_path(tmp)
         cores = max(1, args.workers)
-        rate = bench_odkit(records, _config_path(tmp), args.images, args.batch_size, args.workers)
+        ours: list[float] = []
+        theirs: list[float] = []
+        skipped = None
+        for _ in range(args.repeats):
+            if cpu is not None:
+                old = os.sched_getaffinity(0)
+                os.sched_setaffinity(0, {cpu})
+            ours.append(bench_odkit(records, config, args.images, args.batch_size, args.workers) / cores)
+            if cpu is not None:
+                os.sched_setaffinity(0, old)
+            if not args.no_tf and skipped is None:
+                r = bench_tf(records, config, args.images, args.batch_size, cpu)
+                if isinstance(r, str):
+                    skipped = r
+                else:
+                    theirs.append(r)
+        rate = statistics.median(ours)
         print(f"odkit input pipeline (pets train input, 640x640, batch {args.batch_size}, workers {args.workers}): "
-              f"{rate:.1f} img/s = {rate / cores:.1f} img/s per CPU core")
-        tf_rate = bench_tf(records, args.images, args.batch_size)
-        if tf_rate is None:
-            print("tf.data: tensorflow not installed")
+              f"{rate:.1f} img/s per CPU core (runs: {', '.join(f'{x:.1f}' for x in ours)})")
+        if args.no_tf:
+            print("tf.data: skipped (--no-tf)")
+        elif skipped is not None:
+            print(f"tf.data: {skipped}")
         else:
-            print(f"tf.data equivalent (1 thread): {tf_rate:.1f} img/s per CPU core")
+            tf_rate = statistics.median(theirs)
+            print(f"tf.data, TF OD API ops (1 thread, 1 core): {tf_rate:.1f} img/s per CPU core "
+                  f"(runs: {', '.join(f'{x:.1f}' for x in theirs)})")
+            print(f"odkit / tf.data per core: x{rate / tf_rate:.2f}")
     return 0
 
 

@@ -91,8 +91,7 @@ def _odkit_step_fn(case: str, device, batch: int, torch, precision: str = "fp32"
 
     cfg = text_format.Parse(CONFIGS[case].read_text(), pipeline_pb2.TrainEvalPipelineConfig())
     model = build_model(cfg.model, True).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # as odkit's trainer does on CPU and GPU
     size = SIZES[case]
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=gen).to(device)

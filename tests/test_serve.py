@@ -192,6 +192,7 @@ def test_status_metadata_health_page_metrics(server: Server) -> None:
     for asset in ("/app.js", "/style.css"):
         status, body, _ = request(port, "GET", asset)
         assert status == 200 and len(body) > 500
+        assert b"http://" not in body and b"https://" not in body and b"//cdn" not in body  # works offline
     status, text, headers = request(port, "GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
     text_s = text.decode()
@@ -231,6 +232,9 @@ def test_predict_and_detect_match_odkit_predict(server: Server, exports: dict[st
     (got,) = json.loads(body)
     assert (got["width"], got["height"]) == (records[0]["width"], records[0]["height"])
     assert got["detections"] == records[0]["detections"]
+    status, body, _ = request(port, "POST", f"/v1/models/ssd:detect?min_score={MIN_SCORE}&max_boxes={MAX_BOXES}",
+                              images[2].read_bytes(), {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and json.loads(body)[0]["detections"] == records[2]["detections"]  # curl --data-binary
     boundary = "odkitboundary"
     parts = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{p.name}"\r\n'
@@ -366,6 +370,15 @@ def test_slow_client_gets_408_and_does_not_block_others(server: Server, images: 
         waited = time.perf_counter() - t0
     assert answer.startswith(b"HTTP/1.1 408") and b"not received within 1.5 s" in answer
     assert waited < 5
+    # Slow or missing headers: the connection is closed at the same deadline (uvicorn alone never closes it).
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle, \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as dribble:
+        dribble.sendall(b"POST /v1/models/ssd:detect HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.perf_counter()
+        assert idle.recv(100) == b"" and dribble.recv(100) == b""
+        assert time.perf_counter() - t0 < 5
+    status, _, _ = request(port, "GET", "/healthz")
+    assert status == 200
 
 
 def test_serve_cli_errors_are_one_line(tmp_path: Path, exports: dict[str, Path]) -> None:
@@ -518,8 +531,12 @@ def test_light_install_has_no_torch_and_runs_predict_and_serve(tmp_path: Path, e
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    # Hermetic pip: no config files, no PIP_* / PYTHONPATH from the caller (a src/ on PYTHONPATH with an
+    # egg-info would look like an installed odkit to the target interpreter).
+    pip_env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k not in ("PYTHONPATH", "PYTHONHOME")}
+    pip_env["PIP_CONFIG_FILE"] = os.devnull
     proc = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(wheels),
-                           str(src)], capture_output=True, text=True, timeout=300)
+                           str(src)], capture_output=True, text=True, timeout=300, env=pip_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (odkit_whl,) = wheels.glob("odkit-*.whl")
     import zipfile
@@ -542,7 +559,7 @@ def test_light_install_has_no_torch_and_runs_predict_and_serve(tmp_path: Path, e
     py = venv / "bin" / "python"
     proc = subprocess.run([*pip, "--python", str(py), "install", "--no-index", "--no-compile", "--find-links",
                            str(wheels), f"odkit[serve] @ {odkit_whl.as_uri()}"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=pip_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["OMP_NUM_THREADS"] = "1"
@@ -583,3 +600,24 @@ def test_missing_serve_extra_is_one_line(tmp_path: Path, exports: dict[str, Path
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == ("odkit serve: error: `odkit serve` needs the HTTP stack, which this install lacks "
                                    "(no module 'starlette') (pip install \"odkit[serve]\")")
+
+
+def test_model_specs_names_and_folders(tmp_path: Path, exports: dict[str, Path]) -> None:
+    from odkit.errors import OdkitError
+    from odkit.serve.models import resolve_model_specs
+
+    assert resolve_model_specs([str(exports["ssd"])], None) == [("ssd", exports["ssd"])]
+    assert resolve_model_specs([str(exports["ssd"])], "pets") == [("pets", exports["ssd"])]
+    assert resolve_model_specs([f"x={exports['tiny']}"], None) == [("x", exports["tiny"])]
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for name in ("b_model", "a_model"):
+        (folder / name).symlink_to(exports["tiny"], target_is_directory=True)
+    (folder / "not_an_export").mkdir()
+    assert resolve_model_specs([str(folder)], None) == [("a_model", folder / "a_model"), ("b_model", folder / "b_model")]
+    with pytest.raises(OdkitError, match="--model_name needs exactly one model"):
+        resolve_model_specs([str(folder)], "pets")
+    with pytest.raises(OdkitError, match="not usable in a URL"):
+        from odkit.serve.models import load_model
+
+        load_model("bad:name", exports["tiny"], max_batch=1, num_threads=1, max_pixels=10**6)

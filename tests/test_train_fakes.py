@@ -50,6 +50,7 @@ class FakeDetector(DetectionModel):
         self.num_classes = num_classes
         self.input_size = (IMAGE, IMAGE)
         self.backbone_param_prefixes = ("backbone.",)
+        self.feature_extractor_param_prefixes = ("backbone.",)
         layers: list[nn.Module] = [nn.Conv2d(3, 8, 3, stride=2, padding=1)]
         if use_bn:
             layers.append(nn.BatchNorm2d(8))

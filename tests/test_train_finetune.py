@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -26,20 +27,62 @@ def _cfg(path: str, kind: str = ""):  # noqa: ANN202
     return pipeline(extra=f'fine_tune_checkpoint: "{path}" ' + (f'fine_tune_checkpoint_type: "{kind}"' if kind else ""))
 
 
-def test_detection_from_odkit_checkpoint_reinitialises_class_head(tmp_path: Path) -> None:
+def test_detection_from_odkit_checkpoint_restores_feature_extractor_only(tmp_path: Path) -> None:
+    """TF's meaning: the feature extractor is restored, every head stays freshly initialised."""
     torch.manual_seed(1)
     src = FakeDetector(num_classes=5)
     ck.save_checkpoint(tmp_path / "src", 10, src.state_dict())
     torch.manual_seed(2)
     dst = FakeDetector(num_classes=3)
+    fresh_box = dst.box_head.weight.detach().clone()
     fresh_cls = dst.cls_head.weight.detach().clone()
     report = apply_fine_tune(dst, _cfg(str(tmp_path / "src"), "detection").train_config)
     assert report is not None
     assert torch.equal(dst.backbone[0].weight, src.backbone[0].weight)
+    assert torch.equal(dst.backbone[1].running_var, src.backbone[1].running_var)
+    assert torch.equal(dst.box_head.weight, fresh_box) and not torch.equal(dst.box_head.weight, src.box_head.weight)
+    assert torch.equal(dst.cls_head.weight, fresh_cls)
+    assert sorted(report.loaded) == sorted(k for k in dst.state_dict() if k.startswith("backbone."))
+    assert sorted(report.fresh) == ["box_head.bias", "box_head.weight", "cls_head.bias", "cls_head.weight"]
+    assert sorted(n for n, _ in report.skipped) == ["box_head.bias", "box_head.weight", "cls_head.bias",
+                                                    "cls_head.weight"]
+    text = report.summary(details="D/fine_tune_report.json")
+    assert "restored 9 tensors (backbone.0.weight, backbone.0.bias, backbone.1.weight, ...)" in text
+    assert "left fresh 4" in text and "skipped 4 checkpoint tensors" in text and "D/fine_tune_report.json" in text
+    report.write_json(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["left_fresh"] == report.fresh and len(data["restored"]) == 9 and len(data["skipped"]) == 4
+
+
+def test_detection_load_all_detection_checkpoint_vars_loads_every_match(tmp_path: Path) -> None:
+    """TF1's load_all_detection_checkpoint_vars: every tensor whose name and shape match, heads included."""
+    torch.manual_seed(1)
+    src = FakeDetector(num_classes=5)
+    ck.save_checkpoint(tmp_path / "src", 10, src.state_dict())
+    dst = FakeDetector(num_classes=3)
+    fresh_cls = dst.cls_head.weight.detach().clone()
+    cfg = _cfg(str(tmp_path / "src"), "detection")
+    cfg.train_config.load_all_detection_checkpoint_vars = True
+    report = apply_fine_tune(dst, cfg.train_config)
+    assert report is not None
     assert torch.equal(dst.box_head.weight, src.box_head.weight)
     assert torch.equal(dst.cls_head.weight, fresh_cls)  # 6 vs 4 outputs: skipped
-    assert sorted(n for n, _ in report.skipped) == ["cls_head.bias", "cls_head.weight"]
-    assert report.missing == [] and "loaded 11 tensors, skipped 2" in report.summary()
+    assert sorted(report.fresh) == ["cls_head.bias", "cls_head.weight"]
+    assert [why for n, why in report.skipped if n == "cls_head.weight"] == ["shape (6, 8) vs (4, 8) in the model"]
+
+
+def test_detection_feature_extractor_shape_mismatch_is_one_line_error(tmp_path: Path) -> None:
+    src = FakeDetector()
+    state = src.state_dict()
+    state["backbone.0.weight"] = torch.zeros(8, 3, 5, 5)
+    ck.save_checkpoint(tmp_path / "src", 1, state)
+    with pytest.raises(OdkitError, match=r"backbone\.0\.weight has shape \(8, 3, 5, 5\) in the checkpoint") as ei:
+        apply_fine_tune(FakeDetector(), _cfg(str(tmp_path / "src"), "detection").train_config)
+    assert "\n" not in str(ei.value)
+    del state["backbone.0.weight"]
+    ck.save_checkpoint(tmp_path / "gap", 1, state)
+    with pytest.raises(OdkitError, match="1 tensor.s. of the feature extractor are not in it .e.g. 'backbone.0.weight'"):
+        apply_fine_tune(FakeDetector(), _cfg(str(tmp_path / "gap"), "detection").train_config)
 
 
 def test_classification_loads_backbone_only_from_torchvision_style_names(tmp_path: Path) -> None:
@@ -53,7 +96,7 @@ def test_classification_loads_backbone_only_from_torchvision_style_names(tmp_pat
     dst = FakeDetector()
     head = dst.box_head.weight.detach().clone()
     report = apply_fine_tune(dst, _cfg(str(tmp_path / "cls.pth"), "classification").train_config)
-    assert report is not None and report.unused == 1
+    assert report is not None and report.skipped == [("fc.weight", "outside the restored part (backbone: backbone)")]
     assert torch.equal(dst.backbone[0].weight, src.backbone[0].weight)
     assert torch.equal(dst.backbone[1].running_mean, src.backbone[1].running_mean)
     assert torch.equal(dst.box_head.weight, head)
@@ -65,11 +108,11 @@ def test_classification_loads_backbone_only_from_torchvision_style_names(tmp_pat
 
 def test_full_requires_exact_match(tmp_path: Path) -> None:
     ck.save_checkpoint(tmp_path / "src", 1, FakeDetector(num_classes=5).state_dict())
-    with pytest.raises(OdkitError, match="full fine-tune checkpoint does not match"):
+    with pytest.raises(OdkitError, match=r"full fine-tune checkpoint does not match the model: cls_head.weight has shape \(6, 8\)"):
         apply_fine_tune(FakeDetector(), _cfg(str(tmp_path / "src"), "full").train_config)
     ck.save_checkpoint(tmp_path / "ok", 1, FakeDetector().state_dict())
     rep = apply_fine_tune(FakeDetector(), _cfg(str(tmp_path / "ok"), "full").train_config)
-    assert rep is not None and not rep.skipped and not rep.missing
+    assert rep is not None and not rep.skipped and not rep.fresh
 
 
 class _Evil:
@@ -83,8 +126,11 @@ def test_bad_sources_are_refused(tmp_path: Path) -> None:
     with pytest.raises(OdkitError, match="only weights_only state dicts"):
         read_source_state_dict(str(tmp_path / "evil.pth"))
     (tmp_path / "ckpt-0.index").write_bytes(b"")
-    with pytest.raises(UnsupportedError, match="TensorFlow checkpoints cannot be read"):
+    with pytest.raises(UnsupportedError, match="a TensorFlow checkpoint has no odkit tensor names"):
         read_source_state_dict(str(tmp_path / "ckpt-0"))
+    cfg = _cfg(str(tmp_path / "ckpt-0"), "detection")  # a truncated TF checkpoint: the reader's one-line error
+    with pytest.raises(OdkitError, match="truncated index file"):
+        apply_fine_tune(FakeDetector(), cfg.train_config, model_config=cfg.model)
     with pytest.raises(OdkitError, match="fine_tune_checkpoint not found"):
         read_source_state_dict(str(tmp_path / "nope.pth"))
     with pytest.raises(UnsupportedError, match="fine_tune_checkpoint_type 'weird'"):
@@ -132,7 +178,10 @@ def test_train_fine_tunes_only_on_fresh_start(tmp_path: Path) -> None:
     cfg.train_config.optimizer.momentum_optimizer.learning_rate.constant_learning_rate.learning_rate = 0.0
     train(model_dir=tmp_path / "run", config=cfg, **kw)
     w = ck.read_state_dict(tmp_path / "run")
-    assert torch.equal(w["box_head.weight"], src.box_head.weight)  # lr 0: still the fine-tune weights
+    assert torch.equal(w["backbone.0.weight"], src.backbone[0].weight)  # lr 0: still the fine-tune weights
+    assert not torch.equal(w["box_head.weight"], src.box_head.weight)  # detection: heads stay fresh
+    report = json.loads((tmp_path / "run" / "fine_tune_report.json").read_text())
+    assert report["fine_tune_checkpoint_type"] == "detection" and "box_head.weight" in report["left_fresh"]
 
 
 def test_resnet_stem_maps_to_torchvision_names() -> None:
@@ -152,6 +201,6 @@ def test_resnet_stem_maps_to_torchvision_names() -> None:
           "bn1.num_batches_tracked": torch.tensor(5), "fc.weight": torch.zeros(2, 4)}
     net = Net()
     rep = load_fine_tune(net, tv, "classification", "resnet.pth")
-    assert rep.missing == ["feature_extractor.backbone.stem.0.bias"] and rep.unused == 1
+    assert rep.fresh == ["feature_extractor.backbone.stem.0.bias"] and [n for n, _ in rep.skipped] == ["fc.weight"]
     assert torch.all(net.feature_extractor.backbone.stem[0].weight == 2.0)
     assert torch.all(net.feature_extractor.backbone.stem[1].weight == 3.0)

@@ -16,7 +16,7 @@ from odkit.training.api import train
 
 def _train(model_dir: Path, config, **kwargs):  # noqa: ANN001, ANN202
     kw = {"model_fn": model_fn(), "loader_fn": loader_fn, "allow_unsupported": True, "device": "cpu",
-          "log_every_n": 2, "checkpoint_every_n": 3, "verbose": False}
+          "log_every_n": 2, "checkpoint_every_n": 3, "verbose": False, "num_workers": 0}
     kw.update(kwargs)
     return train(model_dir=model_dir, config=config, **kw)
 

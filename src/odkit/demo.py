@@ -250,7 +250,9 @@ def run_demo(
         f"  training curves: tensorboard --logdir {model_dir}\n"
         f"  summary: {W / 'summary.json'}\n"
         f"  run the model on your own images (needs only onnxruntime, numpy, Pillow):\n"
-        f"    odkit predict --model {export_dir} --images 'path/to/*.jpg' --output_dir out/\n" + "=" * 72,
+        f"    odkit predict --model {export_dir} --images 'path/to/*.jpg' --output_dir out/\n"
+        f"  or serve it (TF Serving REST API + a web page at http://127.0.0.1:8501/; pip install \"odkit[serve]\"):\n"
+        f"    odkit serve --model {export_dir}\n" + "=" * 72,
         flush=True,
     )
     return summary

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("odkit.cli.eval_cmd", "evaluate checkpoints with COCO / PASCAL metrics (model_main_tf2.py --checkpoint_dir)"),
     "eval-json": ("odkit.cli.eval_json_cmd", "COCO metrics from a COCO ground-truth JSON and a detections JSON"),
     "export": ("odkit.cli.export_cmd", "export a checkpoint to ONNX / TorchScript (exporter_main_v2.py)"),
+    "convert-checkpoint": ("odkit.cli.convert_cmd", "TF2 Model Zoo / TF OD API checkpoint -> odkit checkpoint folder"),
     "predict": ("odkit.cli.predict_cmd", "run an exported model on images (onnxruntime or TorchScript)"),
     "demo": ("odkit.cli.demo_cmd", "the whole workflow end to end: data, records, train, eval, export, predict"),
     "create-pet-tfrecord": ("odkit.cli.data_cmd", "Oxford-IIIT Pet folder -> sharded TFRecords (create_pet_tf_record.py)"),
@@ -57,7 +58,7 @@ def missing_extra_error(exc: ModuleNotFoundError, command: str | None) -> OdkitE
     extra = EXTRA_FOR_MODULE.get(root)
     if extra is None:
         return None
-    what = {"train": "PyTorch (training, checkpoint evaluation, export)", "serve": "the HTTP stack"}.get(extra, root)
+    what = {"train": "PyTorch", "serve": "the HTTP stack"}.get(extra, root)
     return OdkitError(
         f"`odkit {command or ''}` needs {what}, which this install lacks (no module {root!r})",
         hint=f'pip install "odkit[{extra}]"',

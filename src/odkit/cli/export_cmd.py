@@ -14,7 +14,9 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
                    choices=("image_tensor", "float_image_tensor", "encoded_image_string_tensor"),
                    help="graph input: uint8 [B,H,W,3] (image_tensor) or float32 [B,H,W,3] pixels in 0..255")
     add_config_flags(p)
-    p.add_argument("--trained_checkpoint_dir", required=True, help="training model_dir (latest checkpoint) or D/ckpt-N")
+    p.add_argument("--trained_checkpoint_dir", required=True,
+                   help="training model_dir (latest checkpoint) or D/ckpt-N; or a TF2 checkpoint: a zoo "
+                   "checkpoint/ folder, a ckpt-N prefix or a saved_model/ folder")
     p.add_argument("--output_directory", required=True, help="export folder to write (replaced atomically)")
     p.add_argument("--formats", default="onnx,torchscript", help="comma list of onnx, torchscript (default both)")
     p.add_argument("--use_ema", action="store_true", help="export the moving-average weights (ema.safetensors)")

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--backend", choices=("auto", "onnx", "torchscript"), default="auto",
                    help="auto: ONNX with onnxruntime when installed, else TorchScript")
     p.add_argument("--no_draw", action="store_true", help="do not write drawn images")
-    p.add_argument("--num_threads", type=int, default=0, help="CPU threads for the runtime (0: its default)")
+    p.add_argument("--num_threads", type=int, default=0, help="CPU threads for the runtime (0: the cores available to this process)")
 
 
 def run(args: argparse.Namespace) -> int:

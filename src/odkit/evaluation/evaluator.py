@@ -214,6 +214,7 @@ def evaluate_checkpoint(
     from odkit.data.label_map import LabelMap, load_label_map
     from odkit.errors import ConfigError
     from odkit.inputs.builder import build_input_loader
+    from odkit.runtime import apply_thread_plan, plan_threads
 
     eval_config = config.eval_config
     if not len(config.eval_input_reader):
@@ -231,11 +232,15 @@ def evaluate_checkpoint(
         n = int(getattr(model, "num_classes", 0))
         label_map = LabelMap.from_names([str(i) for i in range(1, n + 1)])
     retain = bool(eval_config.retain_original_images) and int(eval_config.num_visualizations) > 0
+    threads = plan_threads("eval", device=dev.type, max_workers=int(reader.num_readers or 1))
+    apply_thread_plan(threads)
     loader = build_input_loader(reader, config.model, None, is_training=False,
-                                batch_size=max(1, int(eval_config.batch_size)), retain_original_images=retain)
+                                batch_size=max(1, int(eval_config.batch_size)), retain_original_images=retain,
+                                num_workers=threads.workers)
     if max_examples is None and eval_config.HasField("num_examples") and eval_config.num_examples > 0:
         max_examples = int(eval_config.num_examples)
-    log.info("loaded %s weights of step %d; running on %s", "EMA" if ema else "model", ckpt.step, dev)
+    log.info("loaded %s weights of step %d; running on %s (%s)", "EMA" if ema else "model", ckpt.step, dev,
+             threads.describe())
     metrics, extras = evaluate_model(model, loader, eval_config, label_map, device=dev, max_examples=max_examples)
     if write_outputs:
         from odkit.evaluation.outputs import write_eval_outputs

@@ -1,4 +1,8 @@
-"""``odkit export`` from a pipeline.config and a checkpoint (the TF OD API's exporter_main_v2.py)."""
+"""``odkit export`` from a pipeline.config and a checkpoint (the TF OD API's exporter_main_v2.py).
+
+The checkpoint is an odkit one (``D`` or ``D/ckpt-N``) or a TF2 one (a zoo ``checkpoint/`` folder, a ``ckpt-N``
+prefix or a ``saved_model/`` folder), whose variables are mapped onto the model by odkit.tfcompat (every model
+tensor must be filled, with the same shape)."""
 
 from __future__ import annotations
 
@@ -52,17 +56,31 @@ def _label_map_path(config: Any) -> str | None:
     return None
 
 
-def _copy_checkpoint(src: Path, dest_root: Path, use_ema: bool, step: int) -> None:
-    """dest_root/checkpoint/ckpt-N/model.safetensors (the exported weights) + meta.json + index."""
+def _copy_checkpoint(src: Path | None, dest_root: Path, use_ema: bool, step: int,
+                     state: Any = None, source: str | None = None) -> None:
+    """dest_root/checkpoint/ckpt-N/model.safetensors (the exported weights) + meta.json + index; the weights are
+    copied from the odkit checkpoint ``src`` or, for a TF checkpoint, written from ``state``."""
     from odkit.checkpoints import Checkpoint, write_index
 
     ckpt_dir = dest_root / "checkpoint" / f"ckpt-{step}"
     ckpt_dir.mkdir(parents=True)
-    shutil.copyfile(src / ("ema.safetensors" if use_ema else "model.safetensors"), ckpt_dir / "model.safetensors")
-    meta = {"step": step, "odkit_version": __version__, "complete": True, "exported_from": str(src),
+    if src is not None:
+        shutil.copyfile(src / ("ema.safetensors" if use_ema else "model.safetensors"), ckpt_dir / "model.safetensors")
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(ckpt_dir / "model.safetensors"),
+                  metadata={"format": "pt", "step": str(step)})
+    meta = {"step": step, "odkit_version": __version__, "complete": True, "exported_from": source or str(src),
             "use_ema": use_ema}
     (ckpt_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_index(dest_root / "checkpoint", [Checkpoint(step=step, path=ckpt_dir)])
+
+
+def _tf_step(prefix: Path) -> int:
+    """N of a ``ckpt-N`` prefix (0 for other names, e.g. SavedModel ``variables``)."""
+    name = prefix.name
+    return int(name[5:]) if name.startswith("ckpt-") and name[5:].isdigit() else 0
 
 
 def export_from_config(
@@ -82,11 +100,12 @@ def export_from_config(
 ) -> ExportResult:
     """Build the model from the config, load the checkpoint weights and write the export folder."""
     from odkit.builders.model_builder import build_model
-    from odkit.checkpoints import load_weights, resolve_checkpoint
+    from odkit.checkpoints import Checkpoint, load_weights, resolve_checkpoint
     from odkit.config import load, require_supported, to_text
     from odkit.export.exporter import check_input_type, check_opset, parse_formats
     from odkit.export.resize import export_resizer
     from odkit.inputs.resizers import build_image_resizer
+    from odkit.tfcompat.restore import is_tf_checkpoint
 
     check_input_type(input_type)
     formats = parse_formats(formats)
@@ -96,11 +115,26 @@ def export_from_config(
     arch = config.model.WhichOneof("model")
     if arch is None:
         raise ConfigError("model {} is empty", where=pipeline_config_path)
-    ckpt = resolve_checkpoint(trained_checkpoint_dir)
-    model = build_model(config.model, is_training=False)
-    loaded = load_weights(model, ckpt, use_ema=use_ema)
+    tf_state = None
+    if is_tf_checkpoint(trained_checkpoint_dir):
+        from odkit.tfcompat import open_tf_checkpoint
+        from odkit.tfcompat.restore import read_tf_state_dict
+
+        if use_ema:
+            raise ConfigError("--use_ema: a TF checkpoint holds no odkit moving-average weights",
+                              where=trained_checkpoint_dir, hint="export without --use_ema")
+        model = build_model(config.model, is_training=False)
+        prefix = open_tf_checkpoint(trained_checkpoint_dir).prefix
+        tf_state = read_tf_state_dict(model, config.model, trained_checkpoint_dir,
+                                      log=lambda m: log(f"odkit export: {m}"))
+        loaded = Checkpoint(step=_tf_step(Path(prefix)), path=Path(prefix))
+        log(f"odkit export: {arch} from the TF checkpoint {prefix} (every model tensor mapped)")
+    else:
+        ckpt = resolve_checkpoint(trained_checkpoint_dir)
+        model = build_model(config.model, is_training=False)
+        loaded = load_weights(model, ckpt, use_ema=use_ema)
+        log(f"odkit export: {arch} from {loaded.path} (step {loaded.step}{', EMA' if use_ema else ''})")
     resizer = export_resizer(build_image_resizer(getattr(config.model, arch).image_resizer))
-    log(f"odkit export: {arch} from {loaded.path} (step {loaded.step}{', EMA' if use_ema else ''})")
 
     num_classes = int(model.num_classes)
     lm_path = _label_map_path(config)
@@ -112,13 +146,18 @@ def export_from_config(
 
     def extra_files(tmp: Path) -> None:
         (tmp / "pipeline.config").write_text(to_text(config))
-        _copy_checkpoint(loaded.path, tmp, use_ema, loaded.step)
+        if tf_state is None:
+            _copy_checkpoint(loaded.path, tmp, use_ema, loaded.step)
+        else:
+            _copy_checkpoint(None, tmp, False, loaded.step, state=tf_state,
+                             source=f"TensorFlow checkpoint {os.path.abspath(loaded.path)}")
         if classes is not None:
             write_label_map(tmp / "label_map.pbtxt", classes)
 
     info = {
         "architecture": arch,
-        "checkpoint": {"path": str(os.path.abspath(loaded.path)), "step": loaded.step, "use_ema": use_ema},
+        "checkpoint": {"path": str(os.path.abspath(loaded.path)), "step": loaded.step, "use_ema": use_ema,
+                       "format": "odkit" if tf_state is None else "tensorflow"},
         "label_map_source": lm_path if classes is not None else None,
     }
     return export_model(

@@ -50,6 +50,7 @@ class TinyDetector(nn.Module):
         self.iou_threshold = iou_threshold
         self.max_total_detections = max_total_detections
         self.backbone_param_prefixes = ("backbone.",)
+        self.feature_extractor_param_prefixes = ("backbone.",)
         self.backbone = nn.Sequential(
             nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from odkit.errors import OdkitError
+from odkit.runtime import plan_threads
 
 BACKENDS = ("auto", "onnx", "torchscript")
 
@@ -24,8 +25,8 @@ class OnnxBackend:
             raise OdkitError("onnxruntime is not installed", hint="pip install onnxruntime (or odkit[infer])") from None
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        if num_threads:
-            opts.intra_op_num_threads = num_threads
+        opts.intra_op_num_threads = num_threads or plan_threads("infer").threads
+        opts.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
@@ -53,8 +54,7 @@ class TorchScriptBackend:
             ) from None
         import warnings
 
-        if num_threads:
-            torch.set_num_threads(num_threads)
+        torch.set_num_threads(num_threads or plan_threads("infer").threads)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)

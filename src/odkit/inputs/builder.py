@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,10 +20,7 @@ from odkit.inputs.dataset import (
     raise_carried_error,
 )
 from odkit.inputs.resizers import ImageResizer, build_image_resizer
-
-
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)
+from odkit.runtime import plan_threads, worker_init
 
 
 def model_arch(model_config: Any) -> Any:
@@ -114,8 +110,10 @@ def build_dataset(input_reader: Any, model_config: Any, train_config: Any = None
                             seed=seed)
 
 
-def default_num_workers(input_reader: Any) -> int:
-    return max(0, min(int(input_reader.num_readers or 1), os.cpu_count() or 1))
+def default_num_workers(input_reader: Any, device: str | None = None) -> int:
+    """Workers from the cores actually available (odkit.runtime.plan_threads), at most num_readers."""
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return plan_threads(device=dev, max_workers=int(input_reader.num_readers or 1)).workers
 
 
 def build_input_loader(input_reader: Any, model_config: Any, train_config: Any = None, *, is_training: bool,
@@ -146,6 +144,6 @@ def build_input_loader(input_reader: Any, model_config: Any, train_config: Any =
         "pin_memory": torch.cuda.is_available(),
     }
     if workers > 0:
-        kwargs.update(persistent_workers=True, worker_init_fn=_worker_init,
+        kwargs.update(persistent_workers=True, worker_init_fn=worker_init,
                       prefetch_factor=max(2, int(input_reader.num_prefetch_batches or 2)))
     return InputLoader(dataset, sampler, batch_size, drop_last=is_training, **kwargs)

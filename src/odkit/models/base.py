@@ -9,7 +9,9 @@ regularization_loss() -> scalar                          sum of 0.5 * l2_weight 
 forward(images_uint8, true_image_shapes) -> detections   preprocess + predict + postprocess (export)
 ```
 Attributes: `num_classes`, `input_size` ((H, W) or None), `backbone_param_prefixes` (state_dict name prefixes
-of the feature-extractor backbone, for fine-tuning from classification checkpoints).
+of the feature-extractor backbone, for fine-tuning from classification checkpoints),
+`feature_extractor_param_prefixes` (backbone + FPN / BiFPN / extra layers: what a `detection` fine-tune
+restores, as the TF OD API's `restore_from_objects`; the heads are not under them).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class DetectionModel(nn.Module):
     num_classes: int
     input_size: tuple[int, int] | None = None
     backbone_param_prefixes: tuple[str, ...] = ()
+    feature_extractor_param_prefixes: tuple[str, ...] = ()
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

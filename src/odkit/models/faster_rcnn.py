@@ -121,6 +121,7 @@ class FasterRCNNMetaArch(DetectionModel):
         self.backbone_param_prefixes = tuple(
             "feature_extractor." + p for p in getattr(feature_extractor, "backbone_param_prefixes", ())
         )
+        self.feature_extractor_param_prefixes = ("feature_extractor.",)
         self.box_coder = FasterRcnnBoxCoder((10.0, 10.0, 5.0, 5.0))
         self.proposal_assigner = TargetAssigner(
             IouSimilarity(), ArgMaxMatcher(0.7, 0.3, force_match_for_each_row=True), self.box_coder

@@ -77,6 +77,7 @@ class SSDMetaArch(DetectionModel):
         self.sample_fn = sample_fn
         self.input_size = input_size
         self.backbone_param_prefixes = ("feature_extractor.backbone.",)
+        self.feature_extractor_param_prefixes = ("feature_extractor.",)
 
     # ------------------------------------------------------------------ inference
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:

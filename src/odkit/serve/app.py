@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from odkit.serve.batching import MicroBatcher
 from odkit.serve.metrics import Metrics
@@ -197,8 +198,9 @@ async def _uploaded_files(request: Request, body: bytes) -> list[tuple[str, byte
         if not files:
             raise ApiError(400, "the multipart body has no file part (send e.g. curl -F image=@photo.jpg)")
         return files
-    if ctype in ("application/json", "application/x-www-form-urlencoded", "text/plain"):
-        raise ApiError(400, f":detect takes image bytes or a multipart upload, not {ctype} (use :predict for JSON)")
+    if ctype == "application/json":
+        raise ApiError(400, ":detect takes image bytes or a multipart upload, not JSON (use :predict for JSON)")
+    # Any other type (image/*, application/octet-stream, curl --data-binary's default) is the image itself.
     return [(request.query_params.get("name", "image")[:200], body)]
 
 
@@ -313,17 +315,60 @@ def create_app(opts: ServeOptions, models: dict[str, ServedModel] | None = None)
 
 def app_from_env() -> Starlette:
     """uvicorn's factory for ``--workers > 1``: each worker process loads the models once."""
-    return create_app(ServeOptions.from_env())
+    opts = ServeOptions.from_env()
+    HeaderTimeoutH11Protocol.timeout_s = opts.request_timeout_s
+    return create_app(opts)
+
+
+class HeaderTimeoutH11Protocol(H11Protocol):  # type: ignore[misc]
+    """uvicorn's h11 protocol, closing connections whose request line + headers take over ``timeout_s``.
+
+    uvicorn times out idle keep-alive connections but not a client that sends its headers slowly (or
+    nothing at all). The deadline starts when the connection opens and again after each response; the
+    connection is closed if no new request has started by then. The body has its own deadline (408).
+    """
+
+    timeout_s: float = 30.0  # set from --request_timeout_s before serving (class-level: worker processes too)
+
+    def _arm_header_deadline(self) -> None:
+        self._disarm_header_deadline()
+        self._deadline_cycle = getattr(self, "cycle", None)
+        self._deadline_timer = self.loop.call_later(self.timeout_s, self._header_deadline_passed)
+
+    def _disarm_header_deadline(self) -> None:
+        timer = getattr(self, "_deadline_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._deadline_timer = None
+
+    def _header_deadline_passed(self) -> None:
+        self._deadline_timer = None
+        if getattr(self, "cycle", None) is self._deadline_cycle and not self.transport.is_closing():
+            self.transport.close()  # no request started in time
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
 
 
 def run_server(opts: ServeOptions, models: dict[str, ServedModel]) -> None:
     """Serve until interrupted (uvicorn; several worker processes when opts.workers > 1)."""
     import uvicorn
 
+    HeaderTimeoutH11Protocol.timeout_s = opts.request_timeout_s
     common: dict[str, Any] = dict(
         host=opts.host, port=opts.port, log_level="warning", access_log=False, server_header=False,
         timeout_keep_alive=5, timeout_graceful_shutdown=5, limit_concurrency=opts.max_connections,
-        h11_max_incomplete_event_size=64 * 1024,
+        h11_max_incomplete_event_size=64 * 1024, http=HeaderTimeoutH11Protocol,
     )
     family, kind, proto, _, addr = socket.getaddrinfo(opts.host, opts.port, type=socket.SOCK_STREAM)[0]
     with socket.socket(family, kind, proto) as probe:  # a taken port is one clear line, not a uvicorn log

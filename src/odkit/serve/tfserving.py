@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from odkit.data.image_io import check_image_pixels
 from odkit.errors import DataError
 from odkit.inference.images import load_image, open_image
 from odkit.serve.models import SIGNATURE, ServedModel
@@ -37,7 +38,7 @@ def decode_image_bytes(data: bytes, where: str, max_pixels: int) -> np.ndarray:
     try:
         return np.asarray(open_image(data, max_pixels), dtype=np.uint8)
     except DataError as exc:
-        raise ApiError(400, f"{where}: {exc.message}") from None
+        raise ApiError(400, f"{where}: {exc.message}") from None  # hints name CLI flags, not ours
 
 
 def _image_from_json(value: Any, where: str, model: ServedModel) -> np.ndarray:
@@ -58,8 +59,10 @@ def _image_from_json(value: Any, where: str, model: ServedModel) -> np.ndarray:
         raise ApiError(400, f"{where}: ragged nested list; an image must be [H][W][3]") from None
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ApiError(400, f"{where}: image shape {list(arr.shape)} is not [H][W][3] with H, W > 0")
-    if arr.shape[0] * arr.shape[1] > max_pixels:
-        raise ApiError(400, f"{where}: image is {arr.shape[1]}x{arr.shape[0]}, over the --max_pixels limit")
+    try:
+        check_image_pixels(int(arr.shape[1]), int(arr.shape[0]), where, limit=max_pixels)
+    except DataError as exc:
+        raise ApiError(400, f"{where}: {exc.message} (--max_pixels)") from None
     if model.input_is_float:
         if arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
             raise ApiError(400, f"{where}: expects finite numbers (DT_FLOAT), got {arr.dtype.kind!r} values")

@@ -1,20 +1,26 @@
 """Fine-tuning (TrainConfig.fine_tune_checkpoint / fine_tune_checkpoint_type) and variable freezing.
 
-Types (as the TF OD API; "" means ``detection`` if from_detection_checkpoint else ``classification``):
+Types (as the TF OD API's ``restore_from_objects``; "" means ``detection`` if from_detection_checkpoint else
+``classification``):
 
-- ``detection``: every tensor whose name and shape match is loaded; the rest (e.g. the class head when
-  num_classes differ) keeps its fresh initialisation.
+- ``detection``: the feature extractor only (odkit: tensors under ``model.feature_extractor_param_prefixes``,
+  i.e. backbone + FPN / BiFPN; TF: ``model/_feature_extractor``, for Faster R-CNN both feature-extractor
+  models). Every such tensor must be in the checkpoint with the same shape; the heads keep their fresh
+  initialisation. With ``load_all_detection_checkpoint_vars`` (TF1's meaning) every tensor whose name and
+  shape match is loaded instead, heads included.
 - ``classification``: backbone only. Names under ``model.backbone_param_prefixes`` are matched either in
   full or relative to the prefix, so torchvision-/timm-style backbone state dicts load directly.
 - ``full``: every model tensor must be present with the same shape.
 
-Sources: an odkit checkpoint (``D`` or ``D/ckpt-N``), ``.safetensors``, ``.pth``/``.pt``/``.bin``
-(``torch.load(weights_only=True)``) or ``torchvision://<model name>`` (ImageNet weights from torchvision,
-downloaded into the torch hub cache only with ``allow_download=True``).
+Sources: a TF2 object-based checkpoint (``ckpt-N`` prefix, a folder with a TF ``checkpoint`` file, a
+SavedModel folder; see odkit.tfcompat), an odkit checkpoint (``D`` or ``D/ckpt-N``), ``.safetensors``,
+``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``) or ``torchvision://<model name>`` (ImageNet
+weights from torchvision, downloaded into the torch hub cache only with ``allow_download=True``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -29,28 +35,58 @@ from odkit.checkpoints import safe_torch_load
 from odkit.errors import ConfigError, OdkitError, UnsupportedError
 
 FINE_TUNE_TYPES = ("detection", "classification", "full")
+FINE_TUNE_REPORT = "fine_tune_report.json"  # in model_dir: the full lists behind the printed summary
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 _STRIP_PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.")
 
 
 @dataclass
 class FineTuneReport:
+    """What a fine-tune restore did: model tensors restored / left fresh, checkpoint tensors skipped."""
+
     source: str
     kind: str
-    loaded: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
-    missing: list[str] = field(default_factory=list)  # target tensors with no source
-    unused: int = 0  # source tensors nothing asked for
+    scope: str = ""
+    loaded: list[str] = field(default_factory=list)  # model tensors restored
+    fresh: list[str] = field(default_factory=list)  # model tensors left as initialised
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # checkpoint tensors not restored (name, why)
 
-    def summary(self) -> str:
-        text = (
-            f"fine_tune_checkpoint ({self.kind}) {self.source}: loaded {len(self.loaded)} tensors, "
-            f"skipped {len(self.skipped)}, missing {len(self.missing)}, unused in checkpoint {self.unused}"
-        )
+    def summary(self, details: str | None = None) -> str:
+        def few(names: Sequence[str]) -> str:
+            return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+        text = f"fine_tune_checkpoint ({self.kind}"
+        text += f": {self.scope})" if self.scope else ")"
+        text += f" {self.source}: restored {len(self.loaded)} tensors"
+        if self.loaded:
+            text += f" ({few(self.loaded)})"
+        text += f"; left fresh {len(self.fresh)}"
+        if self.fresh:
+            text += f" ({few(self.fresh)})"
+        text += f"; skipped {len(self.skipped)} checkpoint tensors"
         if self.skipped:
             name, why = self.skipped[0]
-            text += f"; e.g. skipped {name} ({why})"
+            text += f" (e.g. {name}: {why})"
+        if details:
+            text += f"; full lists in {details}"
         return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "fine_tune_checkpoint_type": self.kind,
+            "scope": self.scope,
+            "restored": list(self.loaded),
+            "left_fresh": list(self.fresh),
+            "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
+        }
+
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` atomically (the full lists behind :meth:`summary`)."""
+        p = Path(path)
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        os.replace(tmp, p)
 
 
 def _tensors_only(obj: Mapping[str, Any], where: str) -> dict[str, torch.Tensor]:
@@ -97,9 +133,10 @@ def read_source_state_dict(path: str, allow_download: bool = False) -> dict[str,
     p = Path(path)
     if Path(path + ".index").is_file() or p.suffix == ".index" or ".data-" in p.name:
         raise UnsupportedError(
-            "TensorFlow checkpoints cannot be read",
+            "a TensorFlow checkpoint has no odkit tensor names of its own",
             where=path,
-            hint="use an odkit checkpoint, a torchvision/timm .pth or a .safetensors file",
+            hint="restore it with apply_fine_tune (it maps names through the model config) or convert it "
+            "with `odkit convert-checkpoint`",
         )
     if p.is_dir() or p.name == "checkpoint":
         from odkit.checkpoints import read_state_dict
@@ -154,15 +191,38 @@ def fine_tune_type(train_config: Any) -> str:
     return kind
 
 
+def _first_mismatch_error(name: str, have: tuple[int, ...], want: tuple[int, ...], count: int, kind: str,
+                          where: str) -> OdkitError:
+    return OdkitError(
+        f"{kind} fine-tune checkpoint does not match the model: {name} has shape {have} in the checkpoint but "
+        f"{want} in the model ({count} mismatch(es))",
+        where=where,
+        hint="use the pipeline.config the checkpoint was trained with"
+        + (", or fine_tune_checkpoint_type: detection" if kind == "full" else ""),
+    )
+
+
+def _feature_extractor_prefixes(model: nn.Module) -> tuple[str, ...]:
+    prefixes = tuple(getattr(model, "feature_extractor_param_prefixes", ()) or ())
+    if not prefixes:
+        raise UnsupportedError(
+            "this model does not name its feature extractor, so a detection checkpoint cannot be restored",
+            where="train_config.fine_tune_checkpoint_type",
+            hint="use full or classification",
+        )
+    return prefixes
+
+
 def load_fine_tune(
     model: nn.Module,
     source: Mapping[str, torch.Tensor],
     kind: str,
     source_name: str = "",
+    load_all: bool = False,
 ) -> FineTuneReport:
-    """Copy matching tensors of ``source`` into ``model`` by the rules of ``kind``."""
+    """Copy the tensors of ``source`` (odkit names) that ``kind`` restores into ``model`` (see module doc)."""
     target = model.state_dict()
-    report = FineTuneReport(source=source_name, kind=kind)
+    strict_shapes = kind in ("full", "detection") and not load_all
     if kind == "classification":
         prefixes = tuple(getattr(model, "backbone_param_prefixes", ()) or ())
         if not prefixes:
@@ -172,50 +232,133 @@ def load_fine_tune(
                 hint="use detection or full",
             )
         names = [k for k in target if k.startswith(prefixes)]
+        scope = "backbone: " + ", ".join(p.rstrip(".") for p in prefixes)
+    elif kind == "detection" and not load_all:
+        prefixes = ()
+        fe = _feature_extractor_prefixes(model)
+        names = [k for k in target if k.startswith(fe)]
+        scope = "feature extractor: " + ", ".join(p.rstrip(".") for p in fe)
     else:
         prefixes = ()
         names = list(target)
+        scope = "everything" if kind == "full" else "every tensor whose name and shape match"
+    report = FineTuneReport(source=source_name, kind=kind, scope=scope)
     new_state: dict[str, torch.Tensor] = {}
     used: set[str] = set()
+    absent: list[str] = []
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
     for k in names:
         src_key = next((c for c in _candidates(k, prefixes) if c in source), None)
         if src_key is None:
-            report.missing.append(k)
+            absent.append(k)
             continue
         used.add(src_key)
         v = source[src_key]
         if tuple(v.shape) != tuple(target[k].shape):
-            report.skipped.append((k, f"shape {tuple(v.shape)} in checkpoint vs {tuple(target[k].shape)}"))
+            mismatched.append((k, tuple(v.shape), tuple(target[k].shape)))
+            report.skipped.append((src_key, f"shape {tuple(v.shape)} vs {tuple(target[k].shape)} in the model"))
             continue
         new_state[k] = v.to(target[k].dtype)
         report.loaded.append(k)
-    report.unused = len([k for k in source if k not in used])
-    if kind == "full" and (report.missing or report.skipped):
-        bad = report.missing[0] if report.missing else report.skipped[0][0]
-        raise OdkitError(
-            f"full fine-tune checkpoint does not match the model ({len(report.missing)} missing, "
-            f"{len(report.skipped)} shape mismatches, e.g. {bad!r})",
-            where=source_name,
-            hint="use fine_tune_checkpoint_type: detection to load only what matches",
-        )
+    if strict_shapes and mismatched:
+        name, have, want = mismatched[0]
+        raise _first_mismatch_error(name, have, want, len(mismatched), kind, source_name)
     if not report.loaded:
         raise OdkitError(
             f"no tensor of the fine-tune checkpoint matches the model ({kind})",
             where=source_name,
             hint="check fine_tune_checkpoint and fine_tune_checkpoint_type",
         )
+    if strict_shapes and absent:
+        raise OdkitError(
+            f"{kind} fine-tune checkpoint does not match the model: {len(absent)} tensor(s) of the "
+            f"{'model' if kind == 'full' else 'feature extractor'} are not in it (e.g. {absent[0]!r})",
+            where=source_name,
+            hint="use the pipeline.config the checkpoint was trained with",
+        )
+    report.fresh = [k for k in target if k not in new_state]
+    outside = f"outside the restored part ({scope})"
+    report.skipped += [(k, outside) for k in source if k not in used]
     model.load_state_dict(new_state, strict=False)
     return report
 
 
-def apply_fine_tune(model: nn.Module, train_config: Any, allow_download: bool = False) -> FineTuneReport | None:
-    """Load TrainConfig.fine_tune_checkpoint into ``model`` (None when not set)."""
+def load_tf_fine_tune(
+    model: nn.Module, model_config: Any, path: str, kind: str, load_all: bool = False
+) -> FineTuneReport:
+    """Restore a TF2 object-based checkpoint with the TF OD API's semantics (odkit.tfcompat.restore)."""
+    from odkit.tfcompat import open_tf_checkpoint
+    from odkit.tfcompat.restore import check_full, select_tf_tensors
+
+    ckpt = open_tf_checkpoint(path)
+    where = str(ckpt.prefix)
+    sel = select_tf_tensors(model, model_config, ckpt, kind, load_all=load_all)
+    if kind == "full" and not load_all:
+        check_full(sel, where)
+    elif sel.mismatched and not load_all:
+        raise OdkitError(
+            f"{kind} fine-tune checkpoint does not match the model: shapes differ for {sel.mismatched[0][2]} "
+            f"({len(sel.mismatched)} mismatch(es) under {sel.scope})",
+            where=where,
+            hint="use the pipeline.config the checkpoint was trained with",
+        )
+    if kind == "detection" and not load_all:
+        fe = _feature_extractor_prefixes(model)
+        gaps = [k for k in sel.fresh if k.startswith(fe)]
+        if gaps:  # TF: assert_existing_objects_matched
+            raise OdkitError(
+                f"detection fine-tune checkpoint does not match the model: {len(gaps)} feature-extractor "
+                f"tensor(s) have no value under {sel.scope} (e.g. {gaps[0]!r})",
+                where=where,
+                hint="use the pipeline.config the checkpoint was trained with (feature_extractor type, depth)",
+            )
+    if not sel.tensors:
+        raise OdkitError(
+            f"no variable of the TF checkpoint maps onto the model ({kind})",
+            where=where,
+            hint="check fine_tune_checkpoint and fine_tune_checkpoint_type",
+        )
+    model.load_state_dict(sel.tensors, strict=False)
+    report = FineTuneReport(source=path, kind=kind, scope=sel.scope if not load_all else "every variable whose "
+                            "shape matches", loaded=list(sel.tensors), fresh=list(sel.fresh))
+    report.skipped += [(n, f"outside {sel.scope}") for n in sel.outside]
+    report.skipped += [(tf, f"shapes differ: {text}") for _, tf, text in sel.mismatched]
+    report.skipped += [(n, "nothing in this model maps to it") for n in sel.unmatched]
+    return report
+
+
+def _check_checkpoint_version(train_config: Any, path: str) -> None:
+    """fine_tune_checkpoint_version: TF2 object-based checkpoints are V2; an explicit V1 is refused as TF2 does."""
+    from odkit.protos import train_pb2
+
+    if (train_config.HasField("fine_tune_checkpoint_version")
+            and train_config.fine_tune_checkpoint_version == train_pb2.CheckpointVersion.V1):
+        raise UnsupportedError(
+            "fine_tune_checkpoint_version V1 (TF1 name-based checkpoints) is not supported",
+            where="train_config.fine_tune_checkpoint_version",
+            hint=f"{path} is a TF2 object-based checkpoint: set V2 (as the zoo configs do) or remove the field",
+        )
+
+
+def apply_fine_tune(
+    model: nn.Module, train_config: Any, allow_download: bool = False, model_config: Any = None
+) -> FineTuneReport | None:
+    """Load TrainConfig.fine_tune_checkpoint into ``model`` (None when not set). ``model_config`` (the
+    pipeline's ``model`` message) is needed to map the names of a TF checkpoint."""
     path = train_config.fine_tune_checkpoint
     if not path:
         return None
     kind = fine_tune_type(train_config)
+    load_all = bool(train_config.load_all_detection_checkpoint_vars) and kind == "detection"
+    from odkit.tfcompat.restore import is_tf_checkpoint
+
+    if is_tf_checkpoint(path):
+        _check_checkpoint_version(train_config, path)
+        if model_config is None:
+            raise UnsupportedError("restoring a TF checkpoint needs the model config", where=path)
+        return load_tf_fine_tune(model, model_config, path, kind, load_all=load_all)
     source = read_source_state_dict(path, allow_download=allow_download)
-    return load_fine_tune(model, source, kind, source_name=path)
+    return load_fine_tune(model, source, kind, source_name=path, load_all=load_all)
 
 
 def _compile(patterns: Sequence[str], field_name: str) -> list[re.Pattern[str]]:

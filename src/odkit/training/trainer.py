@@ -23,10 +23,11 @@ from odkit import checkpoints as ckpts
 from odkit.devices import resolve_device
 from odkit.errors import ConfigError, DataError, OdkitError
 from odkit.fileio import atomic_write_text
+from odkit.runtime import apply_thread_plan, plan_threads
 from odkit.training import data_position
 from odkit.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown
 from odkit.training.ema import ModelEMA
-from odkit.training.finetune import apply_fine_tune, apply_trainable_filters
+from odkit.training.finetune import FINE_TUNE_REPORT, apply_fine_tune, apply_trainable_filters
 from odkit.training.optimizers import build_optimizer, set_learning_rate
 from odkit.training.precision import Precision, resolve_precision
 from odkit.training.progress import Progress, format_duration
@@ -312,6 +313,15 @@ class Trainer:
             )
         per_rank_batch = global_batch // self.dist.world_size
         num_steps = self._num_steps()
+        reader = self.config.train_input_reader
+        threads = plan_threads(
+            "train",
+            device=device.type,
+            workers=self.opts.num_workers,
+            max_workers=int(reader.num_readers or 1),
+        )
+        apply_thread_plan(threads)
+        self.threads = threads
         if self.opts.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             if device.type == "cuda":
@@ -329,13 +339,19 @@ class Trainer:
         model = self.model_fn(self.config.model, is_training=True)
         latest = ckpts.latest_checkpoint(self.model_dir)
         if latest is None:
-            report = apply_fine_tune(model, tc, allow_download=self.opts.allow_download)
+            report = apply_fine_tune(model, tc, allow_download=self.opts.allow_download,
+                                     model_config=self.config.model)
             if report is not None:
-                self.log(report.summary())
+                details = self.model_dir / FINE_TUNE_REPORT
+                if self.dist.is_main:
+                    report.write_json(details)
+                self.log(report.summary(details=str(details)))
         frozen = apply_trainable_filters(model, list(tc.update_trainable_variables), list(tc.freeze_variables))
         if frozen:
             self.log(f"frozen parameters: {len(frozen)} (e.g. {frozen[0]})")
-        channels_last = device.type == "cuda"
+        # NHWC: oneDNN on CPU and cuDNN on GPU run these convolutions and batch norms faster in it (measured:
+        # SSD FPN-lite 320 train step -20% on one CPU thread, ResNet50 FPN 640 -10%)
+        channels_last = device.type in ("cuda", "cpu")
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
@@ -418,7 +434,7 @@ class Trainer:
             seed=self.opts.seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
-            num_workers=self.opts.num_workers,
+            num_workers=threads.workers,
         )
         saved_data = train_state.get("data", {}) if isinstance(train_state.get("data"), dict) else {}
         loader, epoch = data_position.resume_loader(loader, step, saved_data.get("loader"))
@@ -452,7 +468,7 @@ class Trainer:
         progress = Progress(step, num_steps, global_batch)
         self.log(
             f"training {type(model).__name__} on {device} ({precision.name}, {self.dist.world_size} process"
-            f"{'es' if self.dist.world_size > 1 else ''}, batch {global_batch}) from step {step}"
+            f"{'es' if self.dist.world_size > 1 else ''}, batch {global_batch}, {threads.describe()}) from step {step}"
             + (f" to {num_steps}" if num_steps else "")
         )
         window: list[torch.Tensor] = []

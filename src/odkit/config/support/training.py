@@ -52,7 +52,8 @@ RULES: dict[str, Rule] = {
     ),
     "TrainConfig.fine_tune_checkpoint_version": Honoured(
         where="odkit.training.finetune"
-    ),  # V1/V2 name TF formats; odkit reads its own
+    ),  # TF2 object-based checkpoints are V2; an explicit V1 with a TF checkpoint is refused (as TF2 does);
+    # odkit / PyTorch sources have one format of their own, so the field does not apply to them
     "TrainConfig.freeze_variables": Honoured(
         where="odkit.training.finetune"
     ),  # regexes on odkit parameter names
@@ -62,11 +63,14 @@ RULES: dict[str, Rule] = {
     "TrainConfig.gradient_clipping_by_norm": Honoured(where="odkit.training.trainer"),
     "TrainConfig.load_all_detection_checkpoint_vars": Honoured(
         where="odkit.training.finetune"
-    ),  # detection loads all matching tensors
+    ),  # TF1 meaning: detection loads every tensor whose name and shape match (heads too)
     "TrainConfig.num_steps": Honoured(where="odkit.training.trainer"),
     "TrainConfig.replicas_to_aggregate": Honoured(
         where="odkit.training.distributed"
     ),  # DDP aggregates all replicas
+    "TrainConfig.run_fine_tune_checkpoint_dummy_computation": Honoured(
+        where="odkit.training.finetune"
+    ),  # either value: torch modules own their tensors at construction, no dummy run is needed to build them
     "TrainConfig.startup_delay_steps": Values(
         allowed={0.0}, where="odkit.training.trainer"
     ),  # no TF1 async startup delay
