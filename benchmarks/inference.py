@@ -1,69 +1,139 @@
-"""CPU inference speed at batch 1: odkit ONNX (onnxruntime), odkit eager, torchvision's same architecture eager.
+"""CPU inference speed at batch 1: odkit eager, ONNX (onnxruntime) and TorchScript vs torchvision's peer.
 
-    .venv/bin/python benchmarks/inference.py --pipeline_config_path src/odkit/configs/ssd_mobilenet_v2_fpnlite_128x128_demo.config
+    PYTHONPATH=src .venv/bin/python benchmarks/inference.py            # configs/ + reference pets + Faster R-CNN
+    PYTHONPATH=src .venv/bin/python benchmarks/inference.py --quick    # 2 threads, fewer runs
+    PYTHONPATH=src .venv/bin/python benchmarks/inference.py --zoo      # also the TF2 zoo configs odkit supports
+    PYTHONPATH=src .venv/bin/python benchmarks/inference.py --config a.config --config b.config
 
-The model is built from the config with its initial weights (speed does not depend on training), exported
-to ONNX in a temporary folder, and each runtime is timed on the same decoded image (resize, normalisation,
-network and NMS included; image decoding excluded). Reports the median ms per image.
+For each config the model is built with random weights, re-drawn so that the scores spread over (0, 1)
+(an untrained SSD scores every anchor the same, so NMS would have nothing to do): convolutions get He
+init, and the final class / box layers are drawn on the statistics of their inputs (class logits about
+N(-2, 1.5), box deltas about N(0, 0.1)). The torchvision peer of the same kind (ssdlite320_mobilenet_v3_large
+for MobileNet SSDs, retinanet_resnet50_fpn for ResNet / EfficientDet SSDs, fasterrcnn_resnet50_fpn for
+Faster R-CNN; same input size and number of classes) gets the same treatment, so its NMS works too.
+The model is exported (ONNX + TorchScript, not verified here: tests/test_export*.py do that) and each
+runtime is timed on the same decoded image, resize, normalisation, network and NMS included. Reports
+the median ms per image for 1 and 2 intra-op threads and the ratios (peer ms / odkit ms: > 1 is faster).
+Configs whose model is identical to one already measured are not measured twice.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "src/odkit/configs/ssd_mobilenet_v2_fpnlite_128x128_demo.config"
+SHARED = Path(os.environ.get("ODKIT_SHARED_DIR", REPO.parent / "shared"))
+REFERENCE = "pets_ssd_resnet50_v1_fpn_640x640.config"
+FASTER_RCNN = "faster_rcnn_resnet50_v1_640x640_coco17_tpu-8.config"
+ZOO = (
+    "ssd_mobilenet_v2_320x320_coco17_tpu-8.config",
+    "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8.config",
+    "ssd_mobilenet_v1_fpn_640x640_coco17_tpu-8.config",
+    "ssd_resnet50_v1_fpn_640x640_coco17_tpu-8.config",
+    "ssd_efficientdet_d0_512x512_coco17_tpu-8.config",
+    "faster_rcnn_resnet50_v1_fpn_640x640_coco17_tpu-8.config",
+)
+CLASS_LAYER = re.compile(r"(class_head(\.\d+)?|class_fc\.linear|rpn_head\.objectness\.0|cls_logits|cls_score"
+                         r"|classification_head\.module_list\.\d+\.1)$")
+BOX_LAYER = re.compile(r"(box_head(\.\d+)?|box_fc\.linear|rpn_head\.box\.0|bbox_reg|bbox_pred"
+                       r"|regression_head\.module_list\.\d+\.1)$")
 
 
-def _time(fn: Callable[[], object], warmup: int, runs: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+def _time(fns: dict[str, Callable[[], object]], warmup: int, runs: int) -> dict[str, float]:
+    """Median ms of each function, run in turn (round robin) so that load changes hit all of them alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + runs):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[k].append((time.perf_counter() - t0) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _torchvision_counterpart(arch: str, feature_extractor: str, num_classes: int, size: tuple[int, int]):
+def _compat_dir() -> Path | None:
+    d = SHARED / "compat/tfod_configs"
+    return d if d.is_dir() else None
+
+
+def spread_scores(model, run: Callable[[], object], he_init: bool) -> None:
+    """Re-draw weights so that scores spread: He init for convs (SSDs; optional), then the final class /
+    box layers on the statistics of their inputs (class logits ~N(-2, 1.5), box deltas ~N(0, 0.1))."""
+    import torch
+
+    torch.manual_seed(1)
+    if he_init:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    torch.nn.init.zeros_(module.bias)
+    layers = {}
+    for name, layer in model.named_modules():
+        if not isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)) or layer.bias is None:
+            continue
+        if isinstance(layer, torch.nn.Conv2d) and layer.groups > 1:
+            continue
+        if CLASS_LAYER.search(name):
+            layers[name] = (layer, 1.5, -2.0)
+        elif BOX_LAYER.search(name):
+            layers[name] = (layer, 0.1, 0.0)
+    if not layers:
+        raise RuntimeError(f"no class/box layers found in {type(model).__name__}")
+    inputs: dict[str, list] = {}
+    hooks = []
+    for key, (layer, *_) in layers.items():
+        def hook(_m, inp, _out, key=key):
+            x = inp[0].detach()
+            x = x.movedim(1, -1).reshape(-1, x.shape[1]) if x.dim() == 4 else x.reshape(-1, x.shape[-1])
+            inputs.setdefault(key, []).append(x[torch.randperm(x.shape[0])[:4096]])
+        hooks.append(layer.register_forward_hook(hook))
+    with torch.no_grad():
+        run()
+    for h in hooks:
+        h.remove()
+    with torch.no_grad():
+        for key, (layer, scale, shift) in layers.items():
+            if key not in inputs:
+                continue
+            feats = torch.cat(inputs[key])
+            mean = feats.mean(0)
+            spread = float((feats - mean).norm(dim=1).mean()) + 1e-6
+            layer.weight.normal_(std=scale / spread)
+            layer.bias.copy_(shift - layer.weight.reshape(layer.weight.shape[0], -1) @ mean)
+
+
+def torchvision_peer(arch: str, feature_extractor: str, num_classes: int, size: tuple[int, int]):
     import torchvision.models.detection as tvd
 
-    if arch == "ssd":
-        if "resnet" in feature_extractor:
-            name = "retinanet_resnet50_fpn"
-            model = tvd.retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes + 1,
-                                               min_size=min(size), max_size=max(size))
-        else:
-            name = "ssdlite320_mobilenet_v3_large"
-            model = tvd.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None,
-                                                      num_classes=num_classes + 1)
-            model.transform.min_size = (min(size),)
-            model.transform.max_size = max(size)
+    kw = {"weights": None, "weights_backbone": None, "num_classes": num_classes + 1}
+    if arch == "ssd" and "mobilenet" in feature_extractor:
+        name = "ssdlite320_mobilenet_v3_large"
+        model = tvd.ssdlite320_mobilenet_v3_large(**kw)
+        model.transform.min_size = (min(size),)
+        model.transform.max_size = max(size)
+    elif arch == "ssd":
+        name = "retinanet_resnet50_fpn"
+        model = tvd.retinanet_resnet50_fpn(**kw, min_size=min(size), max_size=max(size))
     else:
-        name = "fasterrcnn_resnet50_fpn" if "resnet" in feature_extractor else "fasterrcnn_mobilenet_v3_large_fpn"
-        model = getattr(tvd, name)(weights=None, weights_backbone=None, num_classes=num_classes + 1,
-                                   min_size=min(size), max_size=max(size))
+        name = "fasterrcnn_resnet50_fpn"
+        model = tvd.fasterrcnn_resnet50_fpn(**kw, min_size=min(size), max_size=max(size))
     return name, model.eval()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pipeline_config_path", default=str(DEFAULT_CONFIG))
-    p.add_argument("--image", default=None, help="image to time on (default: a pets image from ../shared, else noise)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    args = p.parse_args(argv)
-
+def measure(config_path: Path, pixels: np.ndarray, threads: list[int], warmup: int, runs: int) -> dict:
     import torch
 
     from odkit.builders.model_builder import build_model
@@ -71,43 +141,106 @@ def main(argv: list[str] | None = None) -> int:
     from odkit.export.exporter import export_model
     from odkit.export.wrapper import ExportWrapper
     from odkit.inference.detector import Detector
-    from odkit.inference.images import load_image
     from odkit.inputs.resizers import build_image_resizer
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    config = load(args.pipeline_config_path)
+    config = load(config_path)
     arch = config.model.WhichOneof("model")
     arch_cfg = getattr(config.model, arch)
+    torch.manual_seed(0)
     model = build_model(config.model, is_training=False).eval()
     resizer = build_image_resizer(arch_cfg.image_resizer).eval()
-    image_path = args.image or next(iter(sorted((REPO.parent / "shared/datasets/oxford_pets_subset/images").glob("*.jpg"))), None)
-    pixels = load_image(image_path) if image_path else np.random.default_rng(0).integers(0, 255, (375, 500, 3), np.uint8)
-    size = tuple(model.input_size or (pixels.shape[0], pixels.shape[1]))
-
-    results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        export_model(model, resizer, Path(tmp) / "m", formats=["onnx"])
-        export_s = time.perf_counter() - t0
-        det = Detector(Path(tmp) / "m", "onnx", num_threads=args.threads)
-        batch = pixels[None]
-        results["odkit ONNX (onnxruntime)"] = _time(lambda: det.run_batch(batch), args.warmup, args.runs)
-
-    wrapper = ExportWrapper(model, resizer, ("detection_boxes", "detection_scores", "detection_classes",
-                                             "num_detections")).eval()
+    size = tuple(model.input_size or (640, 640))
+    outputs = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+    wrapper = ExportWrapper(model, resizer, outputs).eval()
     x = torch.from_numpy(np.array(pixels))[None]
+    spread_scores(model, lambda: wrapper(x), he_init=arch == "ssd")
+    tv_name, tv_model = torchvision_peer(arch, arch_cfg.feature_extractor.type, model.num_classes, size)
+    tv_x = [x[0].permute(2, 0, 1).float() / 255.0]
+    spread_scores(tv_model, lambda: tv_model(tv_x), he_init=arch == "ssd")
     with torch.inference_mode():
-        results["odkit eager (torch)"] = _time(lambda: wrapper(x), args.warmup, args.runs)
-        name, tv_model = _torchvision_counterpart(arch, arch_cfg.feature_extractor.type, model.num_classes, size)
-        tv_x = [x[0].permute(2, 0, 1).float() / 255.0]
-        results[f"torchvision {name} eager (weights=None)"] = _time(lambda: tv_model(tv_x), args.warmup, args.runs)
+        num_eager = int(wrapper(x)[3][0])
+        tv_dets = len(tv_model(tv_x)[0]["scores"])
+    row: dict = {"config": config_path.name, "kind": f"{arch} {arch_cfg.feature_extractor.type} {size[0]}x{size[1]}",
+                 "classes": model.num_classes, "peer": tv_name, "dets": (num_eager, tv_dets), "ms": {}}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        export_model(model, resizer, Path(tmp) / "m", formats=["onnx", "torchscript"], verify=False)
+        row["export_s"] = time.perf_counter() - t0
+        batch = np.ascontiguousarray(pixels[None])
+        for t in threads:
+            torch.set_num_threads(t)
+            onnx = Detector(Path(tmp) / "m", "onnx", num_threads=t).run_batch
+            script = Detector(Path(tmp) / "m", "torchscript", num_threads=t).run_batch
+            with torch.inference_mode():
+                row["ms"][t] = _time({
+                    "eager": partial(wrapper, x),
+                    "onnx": partial(onnx, batch),
+                    "torchscript": partial(script, batch),
+                    "peer": partial(tv_model, tv_x),
+                }, warmup, runs)
+    return row
 
-    print(f"config: {args.pipeline_config_path} ({arch}, {arch_cfg.feature_extractor.type}, input {size})")
-    print(f"image: {image_path or 'noise'} {pixels.shape[1]}x{pixels.shape[0]}; batch 1; {args.threads} threads; "
-          f"median of {args.runs} runs; ONNX export took {export_s:.1f} s")
-    for k, v in results.items():
-        print(f"  {k:55s} {v:8.1f} ms/image")
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", action="append", default=None, help="config(s) to time (default: see the doc)")
+    p.add_argument("--zoo", action="store_true", help="also the TF2 zoo configs odkit supports (from ../shared)")
+    p.add_argument("--quick", action="store_true", help="2 threads only, 3 runs, no Faster R-CNN")
+    p.add_argument("--threads", default="1,2", help="comma list of intra-op thread counts")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--image", default=None, help="image to time on (default: a pets image from ../shared, else noise)")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from odkit.config import load
+    from odkit.inference.images import load_image
+
+    threads = [int(t) for t in args.threads.split(",")]
+    runs = args.runs
+    if args.quick:
+        threads, runs = [2], 3
+    compat = _compat_dir()
+    if args.config:
+        configs = [Path(c) for c in args.config]
+    else:
+        configs = sorted((REPO / "configs").glob("*.config"))
+        if compat is None:
+            print(f"({SHARED}/compat/tfod_configs not found (set ODKIT_SHARED_DIR): skipping the reference pets, "
+                  "Faster R-CNN and zoo configs)")
+        else:
+            configs.append(compat / REFERENCE)
+            if not args.quick:
+                configs.append(compat / FASTER_RCNN)
+            if args.zoo:
+                configs += [compat / z for z in ZOO]
+    image_path = args.image or next(iter(sorted((SHARED / "datasets/oxford_pets_subset/images").glob("*.jpg"))), None)
+    pixels = load_image(image_path) if image_path else np.random.default_rng(0).integers(0, 255, (375, 500, 3), np.uint8)
+    print(f"image {image_path or 'noise'} {pixels.shape[1]}x{pixels.shape[0]}; batch 1; median of {runs} runs "
+          f"after {args.warmup} warm-up; torch {torch.__version__}; ms/image (ratio = peer ms / odkit ms)")
+
+    seen: dict[bytes, str] = {}
+    rows = []
+    t_all = time.perf_counter()
+    for path in configs:
+        key = load(path).model.SerializeToString(deterministic=True)
+        if key in seen:
+            print(f"{path.name}: same model as {seen[key]} (not measured again)")
+            continue
+        seen[key] = path.name
+        row = measure(path, pixels, threads, args.warmup, runs)
+        rows.append(row)
+        print(f"\n{row['config']} ({row['kind']}, {row['classes']} classes; detections odkit {row['dets'][0]}, "
+              f"{row['peer']} {row['dets'][1]}; export {row['export_s']:.0f} s)")
+        for t, ms in row["ms"].items():
+            peer = ms["peer"]
+            cells = "  ".join(f"{k} {v:7.1f} ({peer / v:4.2f}x)" for k, v in ms.items() if k != "peer")
+            print(f"  {t} thread{'s' if t > 1 else ' '}: {cells}  | {row['peer']} {peer:7.1f}  "
+                  f"| onnx/eager {ms['eager'] / ms['onnx']:4.2f}x")
+        sys.stdout.flush()
+    print(f"\ntotal {time.perf_counter() - t_all:.0f} s")
     return 0
 
 

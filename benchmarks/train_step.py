@@ -12,7 +12,8 @@ the TF venv described in that folder's README (ODKIT_TFOD_VENV, default ~/tfod-v
 ~/tfod-src). TensorFlow is never imported by odkit: without that venv the column says so and is skipped.
 
 Each case runs in its own subprocess so that peak memory is per model: peak RSS (ru_maxrss) on CPU,
-torch.cuda.max_memory_allocated on CUDA. One step = forward + loss + backward + SGD update. Default batch per
+torch.cuda.max_memory_allocated on CUDA. One step = forward + loss + backward + optimizer update (odkit and the TF
+OD API: the config's optimizer, as their trainers build it; torchvision: momentum SGD). Default batch per
 pair: 8 for the MobileNet pair, 2 for the ResNet50 pair (the issue's reference settings); --batch overrides.
 
     .venv/bin/python benchmarks/train_step.py --steps 3 [--threads 2] [--device cuda] [--cases a,b] [--no-tfod]
@@ -88,6 +89,7 @@ def _odkit_step_fn(case: str, device, batch: int, torch, precision: str = "fp32"
 
     from odkit.builders.model_builder import build_model
     from odkit.protos import pipeline_pb2
+    from odkit.training.optimizers import build_optimizer
 
     cfg = text_format.Parse(CONFIGS[case].read_text(), pipeline_pb2.TrainEvalPipelineConfig())
     model = build_model(cfg.model, True).to(device)
@@ -100,7 +102,8 @@ def _odkit_step_fn(case: str, device, batch: int, torch, precision: str = "fp32"
           "classes": torch.randint(1, NUM_CLASSES[case] + 1, (batch, n), generator=gen).to(device),
           "weights": torch.ones(batch, n, device=device), "num_boxes": torch.full((batch,), n, device=device)}
     shapes = torch.tensor([[size, size, 3]] * batch, device=device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    # the config's optimizer, as `odkit train` builds it
+    opt, _ = build_optimizer(cfg.train_config.optimizer, [p for p in model.parameters() if p.requires_grad])
     predict = torch.compile(model.predict) if compile else model.predict
 
     def step():
@@ -112,7 +115,7 @@ def _odkit_step_fn(case: str, device, batch: int, torch, precision: str = "fp32"
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-        return total
+        return total.detach()
 
     return model, step
 
@@ -145,7 +148,7 @@ def _torchvision_step_fn(case: str, device, batch: int, torch, precision: str = 
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-        return total
+        return total.detach()
 
     return model, step
 
@@ -154,8 +157,9 @@ def run_case(case: str, device_name: str, batch: int, steps: int, warmup: int, t
              precision: str = "fp32", compile: bool = False) -> dict:
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
+    from odkit.runtime import available_cores
+
+    torch.set_num_threads(threads or available_cores())  # the same for odkit and its peers
     device = torch.device(device_name)
     torch.manual_seed(0)
     make = _odkit_step_fn if case.startswith("ssd_") else _torchvision_step_fn
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=0, help="0 = per-pair default (8 MobileNet, 2 ResNet50)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = torch default)")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = the cores available to this process, odkit.runtime)")
     p.add_argument("--cases", default=",".join(c for pair in PAIRS for c in pair))
     p.add_argument("--no-tfod", action="store_true", help="skip the TF OD API column")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")

@@ -68,8 +68,54 @@ def test_bifpn_shapes_and_weights():
     with torch.no_grad():
         outs = net(feats)
     assert [tuple(o.shape[1:]) for o in outs] == [(16, 16, 16), (16, 8, 8), (16, 4, 4), (16, 2, 2), (16, 1, 1)]
-    # 4 top-down + 4 bottom-up nodes per iteration
-    assert len(net.iterations[0]) == 8
+    # TF node config order: levels 6, 7 from level 5, then per iteration 4 top-down + 4 bottom-up nodes
+    names = [n.name for n in net.nodes]
+    assert names[:2] == ["0_up_lvl_6", "0_up_lvl_7"] and len(names) == 2 + 2 * 8
+    assert names[2:10] == ["1_dn_lvl_6", "1_dn_lvl_5", "1_dn_lvl_4", "1_dn_lvl_3",
+                           "1_up_lvl_4", "1_up_lvl_5", "1_up_lvl_6", "1_up_lvl_7"]
+    # input order as TF: [same level from the previous iteration, (top-down node,) previous node]
+    entries = ["0_up_lvl_3", "0_up_lvl_4", "0_up_lvl_5", *names]
+    by_name = {n.name: [entries[i] for i in n.inputs] for n in net.nodes}
+    assert by_name["1_dn_lvl_6"] == ["0_up_lvl_6", "0_up_lvl_7"]
+    assert by_name["1_up_lvl_4"] == ["0_up_lvl_4", "1_dn_lvl_4", "1_dn_lvl_3"]
+    assert by_name["1_up_lvl_7"] == ["0_up_lvl_7", "1_up_lvl_6"]
+    assert by_name["2_dn_lvl_3"] == ["1_dn_lvl_3", "2_dn_lvl_4"]
+    # backbone maps are always projected (TF: their channel count is unknown), BiFPN maps only when it differs
+    assert all(isinstance(r.project, torch.nn.Sequential) for r in net.nodes[0].resample)
+    assert isinstance(net.nodes[1].resample[0].project, torch.nn.Identity)
+    # fast attention: relu(w) / (sum relu(w) + 1e-4)
+    node = net.nodes[2]
+    with torch.no_grad():
+        node.weights.copy_(torch.tensor([2.0, -1.0]))
+        node.conv = None
+        a, b = torch.randn(1, 16, 2, 2), torch.randn(1, 16, 1, 1)
+        node.resample[1].project = torch.nn.Identity()
+        node.resample[0].project = torch.nn.Identity()
+        out = node([a, b])
+    assert torch.allclose(out, a * 2.0 / 2.0001, atol=1e-6)
+
+
+def test_efficientnet_is_tf_keras_efficientnet():
+    # the Keras EfficientNet's weighted layers per variant (TF: len([l for l in model.layers if l.weights]))
+    counts = {0: 131, 1: 185, 2: 185, 3: 209, 4: 257, 5: 311, 6: 359, 7: 437}
+    for variant in (0, 3):
+        net = EfficientNetBackbone(variant)
+        layers = net.tf_weight_layers()
+        assert len(layers) == counts[variant]
+        assert [n for n, _ in layers[:3]] == ["stem_conv2d", "stem_bn", "stack_0/block_0/depthwise_conv2d"]
+    b0 = EfficientNetBackbone(0)
+    assert sum(p.numel() for p in b0.parameters()) == 5288548  # Keras EfficientNet-B0 incl. top and logits
+    bn = b0.stem.bn
+    assert bn.eps == 1e-3 and abs(bn.momentum - 0.01) < 1e-9
+    # TF endpoints are fixed block positions: B7's level 3 is stack_2/block_1, not the end of stack 2
+    b7 = EfficientNetBackbone(7)
+    assert b7.out_channels == {3: 80, 4: 224, 5: 640}
+    ends = {lvl: b7.blocks[i].spec.name for i, lvl in b7._endpoints.items()}
+    assert ends == {3: "stack_2/block_1", 4: "stack_4/block_2", 5: "stack_6/block_0"}
+    # the held classification tail is frozen and never run
+    assert not any(p.requires_grad for m in b7.unused_modules() for p in m.parameters())
+    # stride-2 convs pad like TF SAME (bottom/right heavy)
+    assert b0.stem.conv._dynamic
 
 
 def test_ssd_extra_layers_depths():

@@ -240,13 +240,16 @@ def _synthetic(n: int = 8, size: int = 64):
 
 @pytest.mark.slow
 def test_tiny_faster_rcnn_overfits_synthetic_images(one_thread):
-    """8 synthetic 64x64 images, one coloured square each: after training, the top detection finds it."""
+    """8 synthetic 64x64 images, one coloured square each: after training, the top detection finds it.
+
+    200 steps, measured over init seeds 0-3 x CPU kernels (AVX-512 and SSE4.1/default): min IoU 0.65-0.96,
+    classes 8/8, min score 0.88-0.99. At 120 steps seed 1 got 6/8 classes (score 0.26-0.35): too close."""
     model = _tiny_model(is_training=True)
     images, gt = _synthetic()
     shapes = torch.tensor([[64, 64, 3]] * 8)
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     x = model.preprocess(images)
-    for _ in range(120):
+    for _ in range(200):
         losses = model.loss(model.predict(x), gt, shapes)
         total = sum(losses.values())
         opt.zero_grad()

@@ -154,3 +154,31 @@ def test_momentum_matches_tf_rule() -> None:
         opt.step()
     # accum: 1, then 1.9 -> w = 1 - 0.1 - 0.19
     assert w.item() == pytest.approx(0.71)
+
+
+@pytest.mark.parametrize("kind", ["momentum_optimizer", "adam_optimizer"])
+def test_built_optimizers_use_foreach_with_the_loop_numbers(kind: str) -> None:
+    # build_optimizer asks for the multi-tensor (foreach) update on CPU too: bitwise the per-parameter loop
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(3, 4), (7,), (2, 3, 5), ()]
+    init = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(4)]
+    a = [torch.nn.Parameter(x.clone()) for x in init]
+    b = [torch.nn.Parameter(x.clone()) for x in init]
+    value = "momentum_optimizer_value: 0.9" if kind == "momentum_optimizer" else "epsilon: 1e-7"
+    opt, _ = build_optimizer(text_format.Parse(
+        f"{kind} {{ learning_rate {{ constant_learning_rate {{ learning_rate: 0.1 }} }} {value} }}",
+        optimizer_pb2.Optimizer()), a)
+    assert opt.param_groups[0]["foreach"] is True
+    ref = (torch.optim.SGD(b, lr=0.1, momentum=0.9, foreach=False) if kind == "momentum_optimizer"
+           else torch.optim.Adam(b, lr=0.1, eps=1e-7, foreach=False))
+    for i, gs in enumerate(grads):
+        for o in (opt, ref):
+            o.param_groups[0]["lr"] = 0.1 / (i + 1)
+        for pa, pb, g in zip(a, b, gs):
+            pa.grad, pb.grad = g.clone(), g.clone()
+        opt.step()
+        ref.step()
+    for pa, pb in zip(a, b):
+        assert not torch.equal(pa, torch.zeros_like(pa))
+        assert torch.equal(pa, pb)

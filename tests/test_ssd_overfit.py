@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -99,18 +100,43 @@ def build_tiny(extractor: str = "ssd_mobilenet_v1_fpn_keras", dm: float = 0.25, 
     return build_model(proto, is_training)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: the trajectory then does not depend on the thread count (with 2 threads the
+    reduction order inside oneDNN kernels depends on the CPU's ISA), and no OpenMP spinning on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _lr(step: int, steps: int, base: float, warmup: int = 10) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+
+
 @pytest.mark.slow
-def test_tiny_ssd_overfits_and_detects():
-    torch.manual_seed(0)
+def test_tiny_ssd_overfits_and_detects(one_thread):
+    """Bars measured over seeds 0-2 x CPU kernels (oneDNN/ATen AVX-512, AVX2 and SSE4.1/default, emulated with
+    ONEDNN_MAX_CPU_ISA + ATEN_CPU_CAPABILITY), 300 steps: localization loss ratio 0.042-0.092, classification
+    ratio 0.0033-0.0133, boxes found 11-12 of 12. The old recipe (constant lr 1e-2, 120 steps, 2 threads) ended
+    anywhere between 0.08x and 0.35x (it failed on AVX2). Training on wrong classes or on another image's boxes
+    finds 1 of 12."""
+    seed = int(os.environ.get("ODKIT_TEST_SEED", "0"))
+    torch.manual_seed(seed)
     extractor = os.environ.get("ODKIT_TEST_EXTRACTOR", "ssd_mobilenet_v1_fpn_keras")
-    steps = int(os.environ.get("ODKIT_TEST_STEPS", "120"))
+    steps = int(os.environ.get("ODKIT_TEST_STEPS", "300"))
+    base_lr = float(os.environ.get("ODKIT_TEST_LR", "1e-2"))
     model = build_tiny(extractor, float(os.environ.get("ODKIT_TEST_DM", "0.25")))
     images, gt = synthetic_batch()
     shapes = torch.tensor([[128, 128, 3]] * images.shape[0])
-    opt = torch.optim.Adam(model.parameters(), lr=float(os.environ.get("ODKIT_TEST_LR", "1e-2")))
+    opt = torch.optim.Adam(model.parameters(), lr=base_lr)
     model.train()
     first = None
     for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, steps, base_lr)  # cosine to 0: the end point is not a noisy Adam step
         losses = model.loss(model.predict(model.preprocess(images)), gt, shapes)
         total = losses["Loss/localization_loss"] + losses["Loss/classification_loss"]
         if first is None:
@@ -122,8 +148,8 @@ def test_tiny_ssd_overfits_and_detects():
             print(step, {k: round(float(v.detach()), 4) for k, v in losses.items()})
     last = {k: float(v.detach()) for k, v in losses.items()}
     print("first", first, "last", last)
-    assert last["Loss/classification_loss"] < 0.1 * first["Loss/classification_loss"]
-    assert last["Loss/localization_loss"] < 0.15 * first["Loss/localization_loss"]
+    assert last["Loss/classification_loss"] < 0.05 * first["Loss/classification_loss"]
+    assert last["Loss/localization_loss"] < 0.2 * first["Loss/localization_loss"]
 
     model.eval()
     with torch.no_grad():
@@ -133,11 +159,13 @@ def test_tiny_ssd_overfits_and_detects():
     for i in range(images.shape[0]):
         n = int(gt["num_boxes"][i])
         nd = int(det["num_detections"][i])
-        assert nd >= 1
+        if nd == 0:  # counted as misses
+            total_boxes += n
+            continue
         iou = pairwise_iou(gt["boxes"][i, :n], det["detection_boxes"][i, :nd])  # [n, nd]
         for j in range(n):
             total_boxes += 1
             best = int(iou[j].argmax())
             if iou[j, best] > 0.5 and int(det["detection_classes"][i, best]) == int(gt["classes"][i, j]):
                 hits += 1
-    assert hits >= total_boxes - 1, f"only {hits}/{total_boxes} boxes detected with IoU > 0.5 and the right class"
+    assert hits >= total_boxes - 2, f"only {hits}/{total_boxes} boxes detected with IoU > 0.5 and the right class"

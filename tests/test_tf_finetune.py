@@ -367,3 +367,19 @@ def test_is_tf_checkpoint_tells_tf_from_odkit_folders(tmp_path: Path) -> None:
     for p in ("checkpoint/ckpt-0", "checkpoint", "checkpoint/checkpoint", "checkpoint/ckpt-0.index", "saved_model",
               "saved_model/variables", ""):
         assert is_tf_checkpoint(zoo / p), p
+
+
+def test_convert_checkpoint_refuses_bad_paths_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "pipeline.config"
+    config.write_text("model { ssd { num_classes: 1 } }\n")
+    cases = [
+        (["--tf_checkpoint", str(tmp_path / "nothing"), "--output_dir", str(tmp_path / "out")], "not a TF2 checkpoint"),
+        (["--tf_checkpoint", str(tmp_path), "--output_dir", str(tmp_path / "no" / "out")],
+         "parent folder of the output does not exist"),
+        (["--tf_checkpoint", str(tmp_path), "--output_dir", str(config)], "output folder exists and is not empty"),
+    ]
+    for args, message in cases:
+        assert main(["convert-checkpoint", "--pipeline_config_path", str(config), *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipeline.config"]

@@ -166,7 +166,8 @@ def run_demo(
     # 4. train
     model_dir = W / "model"
     _step(f"4/7 training for {num_steps} steps (model_main_tf2.py)")
-    train_argv = ["train", "--pipeline_config_path", str(pipeline_path), "--model_dir", str(model_dir)]
+    train_argv = ["train", "--pipeline_config_path", str(pipeline_path), "--model_dir", str(model_dir),
+                  "--seed", str(seed)]
     if device:
         train_argv += ["--device", device]
     _odkit(train_argv)

@@ -219,6 +219,28 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+@contextlib.contextmanager
+def removing_created_dirs(*paths: str | os.PathLike[str] | None) -> Iterator[None]:
+    """If the block fails, remove the folders among ``paths`` and their parents that did not exist before it
+    (only when empty: what a failed command created and left empty), so a failed command leaves nothing."""
+    missing: list[Path] = []
+    for path in paths:
+        if path is None or not os.fspath(path).strip():
+            continue
+        p = Path(os.path.abspath(os.fspath(path)))
+        for q in [p, *p.parents]:
+            if q.exists() or q.is_symlink():
+                break
+            missing.append(q)
+    try:
+        yield
+    except BaseException:
+        for q in sorted(set(missing), key=lambda x: len(x.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                q.rmdir()
+        raise
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Output-path checks (before any work is done)
 

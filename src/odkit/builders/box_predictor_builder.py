@@ -32,7 +32,8 @@ def build_ssd_box_predictor(proto, in_channels: list[int], num_anchors: list[int
             class_prediction_bias_init=p.class_prediction_bias_init,
             share_prediction_tower=p.share_prediction_tower, use_depthwise=p.use_depthwise,
             apply_batch_norm=bool(apply_bn), box_code_size=p.box_code_size, freeze_bn=freeze_batchnorm,
-            apply_hyperparams_to_heads=p.apply_conv_hyperparams_to_heads)
+            apply_hyperparams_to_heads=p.apply_conv_hyperparams_to_heads,
+            apply_hyperparams_pointwise=p.apply_conv_hyperparams_pointwise)
     if kind == "convolutional_box_predictor":
         from odkit.models.heads.convolutional import ConvolutionalBoxPredictor
         p = proto.convolutional_box_predictor
@@ -57,6 +58,3 @@ def _refuse_common(p, where: str) -> None:
     for name in ("mask_head", "box_encodings_clip_range"):
         if name in fields and p.HasField(name):
             raise UnsupportedError(f"{name} is not supported", where=f"{where}.{name}", hint="remove it")
-    if "apply_conv_hyperparams_pointwise" in fields and p.apply_conv_hyperparams_pointwise:
-        raise UnsupportedError("apply_conv_hyperparams_pointwise is not supported",
-                               where=f"{where}.apply_conv_hyperparams_pointwise", hint="remove it")

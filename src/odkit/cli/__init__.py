@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from odkit import __version__
 from odkit.errors import OdkitError, current_input
+from odkit.fileio import removing_created_dirs
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -103,6 +104,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 _INPUT_FLAGS = ("pipeline_config_path", "annotations_file", "csv_path", "data_dir", "pattern", "paths", "path",
                 "a", "model", "images", "groundtruth", "detections", "trained_checkpoint_dir", "checkpoint_dir",
                 "model_dir", "dest", "dataset")
+# Flags naming where a command writes.
+_OUTPUT_FLAGS = ("model_dir", "output_directory", "output_dir", "output_path", "label_map_output_path", "out", "dest")
 EXIT_BUG = 70  # EX_SOFTWARE: an odkit bug, not a user error (user errors exit 2)
 
 
@@ -149,7 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "_run", None):
             parser.print_help()
             return 0 if not argv else 2
-        return int(args._run(args) or 0)
+        # a failed command leaves no folder it created (each command removes its own partial files)
+        with removing_created_dirs(*(getattr(args, f, None) for f in _OUTPUT_FLAGS)):
+            return int(args._run(args) or 0)
     except ModuleNotFoundError as exc:
         err = missing_extra_error(exc, command)
         if err is None:

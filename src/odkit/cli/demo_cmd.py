@@ -10,7 +10,8 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--workdir", default="odkit_demo", help="where everything is written (default: ./odkit_demo)")
     p.add_argument("--config", default=None, help="a config name from odkit's configs/ or a path to a .config file")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the config's num_steps)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the built-in data, the model's initialisation, data order and augmentation")
     p.add_argument("--images_per_class", type=int, default=120, help="built-in data: trainval images per class")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--fresh", action="store_true", help="delete the workdir first")

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-from odkit.core import box_ops
+from odkit.core import box_ops, nms_export
 
 
 class NmsResult(NamedTuple):
@@ -96,6 +96,8 @@ def greedy_nms_top_n(
     mark entries that must not be picked.
     """
     b, n = scores.shape
+    if torch.onnx.is_in_onnx_export():  # one ONNX NonMaxSuppression (exact; see odkit.core.nms_export)
+        return nms_export.single_class_top_n(boxes.detach(), scores.detach().float(), max_output, iou_thresh)
     if max_output > 128 and n > 0 and not always_loop:
         return _nms_top_n_prefix(boxes, scores, max_output, iou_thresh)
     neg_inf = torch.finfo(torch.float32).min
@@ -226,7 +228,9 @@ def _candidates_nms(
         return kept.view(b, c, k), new_scores.view(b, c, k), cand_idx, cand_boxes
     pos = torch.nonzero(valid.reshape(-1)).squeeze(1)
     group = torch.arange(b * c, device=scores_t.device).repeat_interleave(k)[pos]
-    sel = batched_nms(
+    # traced for TorchScript: NMS class by class (batched_nms would run one NMS over every candidate)
+    nms_fn = nms_export.grouped_nms if torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export() else batched_nms
+    sel = nms_fn(
         box_ops.yxyx_to_xyxy(cand_boxes.reshape(-1, 4)[pos]).float(),
         cand_scores.reshape(-1)[pos].float(),
         group,
@@ -275,6 +279,12 @@ def batch_multiclass_non_max_suppression(
         per_class = max_total_size
     else:
         per_class = max_size_per_class
+    if soft_nms_sigma <= 0 and pre_nms_top_k is None and torch.onnx.is_in_onnx_export():
+        # one ONNX NonMaxSuppression over all anchors: exact, and fast in onnxruntime (odkit.core.nms_export)
+        return NmsResult(*nms_export.multiclass_nms(
+            boxes, scores, score_thresh, iou_thresh, per_class, max_total_size, clip_window,
+            change_coordinate_frame, agnostic_classes,
+        ))
     scores_t = scores.transpose(1, 2)  # [B, C, A]
     flat = boxes[:, :, 0].unsqueeze(1).expand(b, c, a, 4) if q == 1 else boxes.permute(0, 2, 1, 3)
     adaptive = pre_nms_top_k is None and not _tracing()

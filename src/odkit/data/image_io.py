@@ -83,7 +83,7 @@ def _pil_open(data: bytes, where: str | None) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise DataError(f"image too large ({exc})", where=where) from exc
     except Image.UnidentifiedImageError:
-        raise DataError("not an image file Pillow can read", where=where) from None
+        raise DataError("cannot read image (not a format Pillow can read)", where=where) from None
     except Exception as exc:
         raise DataError(f"cannot read image ({type(exc).__name__}: {str(exc)[:200]})", where=where) from None
     w, h = img.size

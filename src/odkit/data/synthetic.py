@@ -20,12 +20,13 @@ from __future__ import annotations
 import math
 import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from odkit.fileio import atomic_dir
 
 # (name, shape, texture). Capitalised = "cat" species, lower case = "dog", as in Oxford-IIIT Pet.
 CLASSES: tuple[tuple[str, str, str], ...] = (
@@ -218,32 +219,30 @@ def generate_pets_like(dest: str | os.PathLike[str], spec: SyntheticSpec = Synth
     dest = Path(dest)
     if dest.exists() and (dest / "annotations" / "trainval.txt").exists():
         raise FileExistsError(f"{dest} already holds a dataset")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=dest.parent))
-    (tmp / "images").mkdir()
-    (tmp / "annotations" / "xmls").mkdir(parents=True)
+    if dest.exists() and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} is not empty")
     trainval: list[str] = []
     test: list[str] = []
-    n_cat = sum(1 for name, _, _ in CLASSES if name[0].isupper())
-    for ci, (name, _, _) in enumerate(CLASSES):
-        is_cat = name[0].isupper()
-        species = "cat" if is_cat else "dog"
-        breed_id = (ci + 1) if is_cat else (ci + 1 - n_cat)
-        total = spec.images_per_class + spec.test_per_class
-        for k in range(1, total + 1):
-            stem = f"{name}_{k}"
-            img, boxes = render_example(ci, seed=spec.seed * 1_000_003 + ci * 10_007 + k, spec=spec)
-            img.save(tmp / "images" / f"{stem}.jpg", quality=90)
-            (tmp / "annotations" / "xmls" / f"{stem}.xml").write_text(
-                voc_xml(f"{stem}.jpg", img.width, img.height, species, boxes)
-            )
-            line = f"{stem} {ci + 1} {1 if is_cat else 2} {breed_id}"
-            (trainval if k <= spec.images_per_class else test).append(line)
-    (tmp / "annotations" / "trainval.txt").write_text("\n".join(trainval) + "\n")
-    (tmp / "annotations" / "test.txt").write_text("\n".join(test) + "\n")
-    (tmp / "annotations" / "list.txt").write_text(LIST_HEADER + "\n".join(trainval + test) + "\n")
-    (tmp / "label_map.pbtxt").write_text(label_map_text())
-    if dest.exists():
-        dest.rmdir()  # only an empty folder may be replaced
-    os.replace(tmp, dest)
+    with atomic_dir(dest) as tmp:  # only an empty folder is replaced
+        (tmp / "images").mkdir()
+        (tmp / "annotations" / "xmls").mkdir(parents=True)
+        n_cat = sum(1 for name, _, _ in CLASSES if name[0].isupper())
+        for ci, (name, _, _) in enumerate(CLASSES):
+            is_cat = name[0].isupper()
+            species = "cat" if is_cat else "dog"
+            breed_id = (ci + 1) if is_cat else (ci + 1 - n_cat)
+            total = spec.images_per_class + spec.test_per_class
+            for k in range(1, total + 1):
+                stem = f"{name}_{k}"
+                img, boxes = render_example(ci, seed=spec.seed * 1_000_003 + ci * 10_007 + k, spec=spec)
+                img.save(tmp / "images" / f"{stem}.jpg", quality=90)
+                (tmp / "annotations" / "xmls" / f"{stem}.xml").write_text(
+                    voc_xml(f"{stem}.jpg", img.width, img.height, species, boxes)
+                )
+                line = f"{stem} {ci + 1} {1 if is_cat else 2} {breed_id}"
+                (trainval if k <= spec.images_per_class else test).append(line)
+        (tmp / "annotations" / "trainval.txt").write_text("\n".join(trainval) + "\n")
+        (tmp / "annotations" / "test.txt").write_text("\n".join(test) + "\n")
+        (tmp / "annotations" / "list.txt").write_text(LIST_HEADER + "\n".join(trainval + test) + "\n")
+        (tmp / "label_map.pbtxt").write_text(label_map_text())
     return {"trainval": len(trainval), "test": len(test), "classes": len(CLASSES)}

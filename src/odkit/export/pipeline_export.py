@@ -104,7 +104,7 @@ def export_from_config(
     from odkit.config import load, require_supported, to_text
     from odkit.export.exporter import check_input_type, check_opset, parse_formats
     from odkit.export.resize import export_resizer
-    from odkit.inputs.resizers import build_image_resizer
+    from odkit.inputs.builder import resizer_for_model
     from odkit.tfcompat.restore import is_tf_checkpoint
 
     check_input_type(input_type)
@@ -134,7 +134,7 @@ def export_from_config(
         model = build_model(config.model, is_training=False)
         loaded = load_weights(model, ckpt, use_ema=use_ema)
         log(f"odkit export: {arch} from {loaded.path} (step {loaded.step}{', EMA' if use_ema else ''})")
-    resizer = export_resizer(build_image_resizer(getattr(config.model, arch).image_resizer))
+    resizer = export_resizer(resizer_for_model(config.model))
 
     num_classes = int(model.num_classes)
     lm_path = _label_map_path(config)

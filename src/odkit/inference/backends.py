@@ -25,7 +25,10 @@ class OnnxBackend:
             raise OdkitError("onnxruntime is not installed", hint="pip install onnxruntime (or odkit[infer])") from None
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        opts.intra_op_num_threads = num_threads or plan_threads("infer").threads
+        # all graph optimisations (constant folding, conv + batch-norm / activation fusion, layout transforms)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.intra_op_num_threads = num_threads or plan_threads("infer").threads  # the cores actually available
         opts.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -35,7 +35,20 @@ def model_arch(model_config: Any) -> Any:
 
 
 def resizer_for_model(model_config: Any) -> ImageResizer:
-    return build_image_resizer(model_arch(model_config).image_resizer)
+    """The model's image_resizer; for SSD the pad value is the config's in the extractor's normalised space,
+    turned into pixels (TF's SSD normalises before it resizes and pads)."""
+    arch = model_arch(model_config)
+    pad_to_pixels = None
+    if model_config.WhichOneof("model") == "ssd":
+        from odkit.models.ssd_feature_extractors import ALIASES, SUPPORTED, normalized_to_pixels
+
+        fe_type = arch.feature_extractor.type
+        if fe_type in SUPPORTED or fe_type in ALIASES:  # others are refused when the model is built
+
+            def pad_to_pixels(values: list[float]) -> list[float]:
+                return normalized_to_pixels(fe_type, values)
+
+    return build_image_resizer(arch.image_resizer, pad_to_pixels=pad_to_pixels)
 
 
 def single_reader(reader: Any) -> Any:
@@ -97,7 +110,7 @@ def build_dataset(input_reader: Any, model_config: Any, train_config: Any = None
     augmenter = None
     if is_training and train_config is not None and len(train_config.data_augmentation_options):
         augmenter = build_augmenter(train_config.data_augmentation_options)
-    transform = InputTransform(build_image_resizer(arch.image_resizer), augmenter,
+    transform = InputTransform(resizer_for_model(model_config), augmenter,
                                num_classes=arch.num_classes or None, retain_original_image=retain_original_images)
     label_map = None
     if input_reader.label_map_path:

@@ -167,7 +167,14 @@ class ImageResizer(nn.Module):
         """Output frame size for a resized (height, width)."""
         return height, width
 
+    pad_pixels: list[float] | None = None  # set by build_image_resizer(pad_to_pixels=...)
+
     def pad_value(self) -> list[float]:
+        """Pixel value of the padding (raw [0, 255] space)."""
+        return list(self.pad_pixels) if self.pad_pixels is not None else self.config_pad_value()
+
+    def config_pad_value(self) -> list[float]:
+        """The padding value as the config states it."""
         return [0.0, 0.0, 0.0]
 
     @property
@@ -257,7 +264,7 @@ class KeepAspectRatioResizer(ImageResizer):
             return self.max_dimension, self.max_dimension
         return height, width
 
-    def pad_value(self) -> list[float]:
+    def config_pad_value(self) -> list[float]:
         v = self.per_channel_pad_value
         return v if len(v) == 3 else [v[0]] * 3
 
@@ -309,8 +316,20 @@ def resize_method_name(value: int) -> str:
     return _METHODS[value]
 
 
-def build_image_resizer(config: Any, half_pixel_centers: bool = False) -> ImageResizer:
-    """ImageResizer proto -> ImageResizer module (TF1 `resize_images` sampling unless ``half_pixel_centers``)."""
+def build_image_resizer(config: Any, pad_to_pixels: Any = None, half_pixel_centers: bool = False) -> ImageResizer:
+    """ImageResizer proto -> ImageResizer module (TF1 `resize_images` sampling unless ``half_pixel_centers``).
+
+    `pad_to_pixels(values) -> values` maps the config's pad value to raw pixels: the TF OD API SSD pads after
+    the feature extractor's normalisation (`SSDMetaArch.preprocess` normalises, then resizes), so its pad value
+    is in normalised units (see `odkit.models.ssd_feature_extractors.normalized_to_pixels`).
+    """
+    resizer = _build_image_resizer(config, half_pixel_centers)
+    if pad_to_pixels is not None:
+        resizer.pad_pixels = [float(v) for v in pad_to_pixels(resizer.config_pad_value())]
+    return resizer
+
+
+def _build_image_resizer(config: Any, half_pixel_centers: bool = False) -> ImageResizer:
     kind = config.WhichOneof("image_resizer_oneof")
     if kind == "fixed_shape_resizer":
         c = config.fixed_shape_resizer

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 L2_ATTR = "_odkit_l2"
+L2_BIAS_ATTR = "_odkit_l2_bias"  # l2 weight on the bias too (keras bias_regularizer, e.g. TF EfficientNet)
+L2_ALWAYS_ATTR = "_odkit_l2_always"  # count the l2 term even for frozen weights (held-but-unused TF layers)
 
 
 @dataclass(frozen=True)
@@ -261,14 +263,24 @@ def tag_l2(module: nn.Module, weight: float) -> None:
             setattr(m, L2_ATTR, float(weight))
 
 
+def tag_l2_bias(module: nn.Module, weight: float) -> None:
+    """Tag every conv/linear bias under `module` with an l2 weight (keras `bias_regularizer`)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None and not hasattr(m, L2_BIAS_ATTR):
+            setattr(m, L2_BIAS_ATTR, float(weight))
+
+
 def l2_regularization_loss(module: nn.Module) -> torch.Tensor:
-    """sum over tagged kernels of 0.5 * weight * sum(w**2) (TF l2 regularizer semantics)."""
+    """sum over tagged kernels (and tagged biases) of 0.5 * weight * sum(w**2) (TF l2 regularizer semantics)."""
     total: torch.Tensor | None = None
     for m in module.modules():
-        w = getattr(m, L2_ATTR, 0.0)
-        if w > 0.0 and m.weight.requires_grad:
-            term = (0.5 * w) * m.weight.square().sum()
-            total = term if total is None else total + term
+        always = getattr(m, L2_ALWAYS_ATTR, False)
+        for attr, name in ((L2_ATTR, "weight"), (L2_BIAS_ATTR, "bias")):
+            w = getattr(m, attr, 0.0)
+            p = getattr(m, name, None) if w > 0.0 else None
+            if p is not None and (p.requires_grad or always):
+                term = (0.5 * w) * p.square().sum()
+                total = term if total is None else total + term
     if total is None:
         p = next(module.parameters(), None)
         return torch.zeros((), device=p.device if p is not None else None)

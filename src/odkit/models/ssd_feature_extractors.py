@@ -9,10 +9,10 @@
 | ssd_mobilenet_v1_fpn_keras         | ssd_mobilenet_v1_fpn    | MobileNet v1               | FPN                  |
 | ssd_mobilenet_v2_keras             | ssd_mobilenet_v2        | torchvision mobilenet_v2   | SSD extra layers     |
 | ssd_mobilenet_v2_fpn_keras         | ssd_mobilenet_v2_fpn    | torchvision mobilenet_v2   | FPN-lite (depthwise) |
-| ssd_efficientnet-b{0..7}_bifpn_keras| -                      | torchvision efficientnet   | BiFPN                |
+| ssd_efficientnet-b{0..7}_bifpn_keras| -                      | TF EfficientNet (here)     | BiFPN                |
 
 Normalisation (TF `preprocess`): resnet subtracts [123.68, 116.779, 103.939]; mobilenet maps to [-1, 1];
-efficientnet uses ImageNet mean/std * 255. Inputs are RGB in [0, 255] (uint8 or float).
+efficientnet computes ((x / 255) - ImageNet mean) / ImageNet std. Inputs are RGB in [0, 255] (uint8 or float).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ SUPPORTED = (
 )
 
 _RESNET_MEANS = (123.68, 116.779, 103.939)
-_IMAGENET_MEAN = tuple(m * 255.0 for m in (0.485, 0.456, 0.406))
-_IMAGENET_STD = tuple(s * 255.0 for s in (0.229, 0.224, 0.225))
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
 # TF OD API defaults for the backbone regularizer when hyperparams are not overridden (slim-equivalent weight).
-_DEFAULT_BACKBONE_L2 = {"resnet": 2e-4, "mobilenet": 4e-5, "efficientnet": 4e-5}
+_DEFAULT_BACKBONE_L2 = {"resnet": 2e-4, "mobilenet": 4e-5}
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,23 @@ class BiFpnParams:
     num_iterations: int = 3
     num_filters: int = 64
     combine_method: str = "fast_attention"
+
+
+def normalization(type_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) in raw pixel units such that preprocess(x) == (x - mean) / std for this extractor type."""
+    name = canonical_type(type_name)
+    if name.startswith("ssd_resnet"):
+        return _RESNET_MEANS, (1.0, 1.0, 1.0)
+    if name.startswith("ssd_mobilenet"):
+        return (127.5,) * 3, (127.5,) * 3
+    return tuple(m * 255.0 for m in _IMAGENET_MEAN), tuple(s * 255.0 for s in _IMAGENET_STD)
+
+
+def normalized_to_pixels(type_name: str, values: list[float]) -> list[float]:
+    """Raw pixel values that this extractor's preprocess maps to `values` (the TF SSD pad value lives in
+    normalised space: `SSDMetaArch.preprocess` normalises first, then resizes and pads)."""
+    mean, std = normalization(type_name)
+    return [v * s + m for v, m, s in zip(values, mean, std)]
 
 
 def canonical_type(type_name: str) -> str:
@@ -218,16 +235,10 @@ def create_ssd_feature_extractor(
             neck = _TakeLevels([EXPAND13, 5], extra)
             out_channels = extra.out_channels
     else:
-        from odkit.models.backbones.efficientnet import EfficientNetBackbone
-        from odkit.models.necks.bifpn import BiFPN
-        variant = int(re.fullmatch(r"ssd_efficientnet-b(\d)_bifpn_keras", name).group(1))
-        backbone = EfficientNetBackbone(variant)
-        family = "efficientnet"
-        mean, std = _IMAGENET_MEAN, _IMAGENET_STD
-        p = need(bifpn, "bifpn")
-        neck = BiFPN(backbone.out_channels, p.min_level, p.max_level, p.num_iterations, p.num_filters, hp,
-                     combine_method=p.combine_method, freeze_bn=freeze_batchnorm)
-        out_channels = neck.out_channels
+        return _create_efficientdet(name, hp, min_depth=min_depth, depth_multiplier=depth_multiplier,
+                                    pad_to_multiple=pad_to_multiple, use_explicit_padding=use_explicit_padding,
+                                    use_depthwise=use_depthwise, override_base_hyperparams=override_base_hyperparams,
+                                    bifpn=need(bifpn, "bifpn"), freeze_batchnorm=freeze_batchnorm, where=where)
 
     if not getattr(backbone, "built_from_hyperparams", False):
         if override_base_hyperparams:
@@ -245,3 +256,59 @@ def _default_mobilenet_hp(hp: ConvHyperparams) -> ConvHyperparams:
     from odkit.models.hyperparams import default_hyperparams
     return default_hyperparams(l2_weight=_DEFAULT_BACKBONE_L2["mobilenet"], activation="RELU_6")
 
+
+
+class EfficientDetFeatureExtractor(SSDFeatureExtractor):
+    """TF `SSDEfficientNetBiFPNKerasFeatureExtractor.preprocess`: ((x / 255) - mean) / std, in that order."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() / 255.0 - self.mean) / self.std
+
+
+def _create_efficientdet(name: str, hp: ConvHyperparams, *, min_depth: int, depth_multiplier: float,
+                         pad_to_multiple: int, use_explicit_padding: bool, use_depthwise: bool,
+                         override_base_hyperparams: bool, bifpn: BiFpnParams, freeze_batchnorm: bool,
+                         where: str) -> SSDFeatureExtractor:
+    """TF `SSDEfficientNetBiFPNKerasFeatureExtractor` (ssd_efficientnet-b{0..7}_bifpn_keras).
+
+    As in TF: depth_multiplier must be 1, use_explicit_padding and use_depthwise are refused; BiFPN filters are
+    max(num_filters, min_depth); the backbone keeps its own batch norm (momentum 0.99, eps 1e-3), swish and
+    initialisers -- override_base_feature_extractor_hyperparams only replaces its weight decay by the
+    conv_hyperparams l2 weight; freeze_batchnorm freezes the BiFPN's batch norms (TF does not pass it to the
+    EfficientNet backbone, whose batch norms follow the training mode).
+    """
+    from odkit.models.backbones.efficientnet import EfficientNetBackbone
+    from odkit.models.hyperparams import L2_ATTR, L2_BIAS_ATTR
+    from odkit.models.necks.bifpn import BiFPN
+
+    if depth_multiplier != 1.0:
+        raise UnsupportedError(f"depth_multiplier {depth_multiplier} is not supported by {name}",
+                               where=f"{where}.depth_multiplier", hint="use 1.0 (as the TF OD API requires)")
+    for flag, value in (("use_explicit_padding", use_explicit_padding), ("use_depthwise", use_depthwise)):
+        if value:
+            raise UnsupportedError(f"{flag} is not supported by {name}", where=f"{where}.{flag}",
+                                   hint="remove it (the TF OD API refuses it too)")
+    if not 3 <= bifpn.min_level <= 5 or bifpn.max_level < bifpn.min_level:
+        raise UnsupportedError(f"bifpn levels {bifpn.min_level}..{bifpn.max_level} are not supported",
+                               where=f"{where}.bifpn", hint="use 3 <= min_level <= 5 and max_level >= min_level")
+    variant = int(re.fullmatch(r"ssd_efficientnet-b(\d)_bifpn_keras", name).group(1))
+    input_max = min(5, bifpn.max_level)
+    backbone = EfficientNetBackbone(variant, levels=tuple(range(bifpn.min_level, input_max + 1)))
+    if override_base_hyperparams:
+        for m in backbone.modules():
+            for attr in (L2_ATTR, L2_BIAS_ATTR):
+                if getattr(m, attr, 0.0) > 0.0:
+                    setattr(m, attr, float(hp.l2_weight))
+    neck = BiFPN(backbone.out_channels, bifpn.min_level, bifpn.max_level, bifpn.num_iterations,
+                 max(bifpn.num_filters, min_depth), hp, combine_method=bifpn.combine_method,
+                 input_max_level=input_max, freeze_bn=freeze_batchnorm)
+    tag_l2(neck, hp.l2_weight)
+    if freeze_batchnorm:
+        freeze_batch_norm(neck)
+    return EfficientDetFeatureExtractor(name, backbone, neck, neck.out_channels, _IMAGENET_MEAN, _IMAGENET_STD,
+                                        pad_to_multiple)

@@ -43,6 +43,10 @@ def convert_tf_checkpoint(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OdkitError("output folder exists and is not empty", where=str(out),
                          hint="pass a new --output_dir (nothing is overwritten)")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise OdkitError("parent folder of the output does not exist", where=str(parent),
+                         hint="create it first or pass another --output_dir")
     if not is_tf_checkpoint(tf_checkpoint):
         raise OdkitError(
             "not a TF2 checkpoint",
@@ -55,10 +59,10 @@ def convert_tf_checkpoint(
     prefix = Path(open_tf_checkpoint(tf_checkpoint).prefix)
     model = build_model(config.model, is_training=False)
     state = read_tf_state_dict(model, config.model, tf_checkpoint, log=lambda m: log(f"odkit convert-checkpoint: {m}"))
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise OdkitError("parent folder of the output does not exist", where=str(parent))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as exc:
+        raise OdkitError(f"cannot write the output: {exc.strerror}", where=str(parent)) from None
     try:
         ck.save_checkpoint(tmp, 0, state, extra_meta={"converted_from": str(prefix.resolve()),
                                                       "source_format": "tensorflow"})
@@ -66,6 +70,9 @@ def convert_tf_checkpoint(
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OdkitError(f"cannot write the output: {exc.strerror or exc}", where=str(out)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -146,7 +146,8 @@ def read_source_state_dict(path: str, allow_download: bool = False) -> dict[str,
         raise OdkitError(
             "fine_tune_checkpoint not found",
             where=path,
-            hint="fix train_config.fine_tune_checkpoint (an odkit checkpoint, .pth or .safetensors)",
+            hint="fix train_config.fine_tune_checkpoint (a TF2 ckpt-N prefix or saved_model/, an odkit "
+            "checkpoint, .pth or .safetensors)",
         )
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError

@@ -90,7 +90,7 @@ RULES: dict[str, Rule] = {
     "SyncBatchNorm.epsilon": Honoured(where="odkit.builders.hyperparams_builder"),
     "SyncBatchNorm.scale": Honoured(where="odkit.builders.hyperparams_builder"),
     "SyncBatchNorm.train": Honoured(where="odkit.builders.hyperparams_builder"),
-    "WeightSharedConvolutionalBoxPredictor.apply_conv_hyperparams_pointwise": Values(allowed={False}, where="odkit.builders.box_predictor_builder"),
+    "WeightSharedConvolutionalBoxPredictor.apply_conv_hyperparams_pointwise": Honoured(where="odkit.builders.box_predictor_builder"),
     "WeightSharedConvolutionalBoxPredictor.apply_conv_hyperparams_to_heads": Honoured(where="odkit.builders.box_predictor_builder"),
     "WeightSharedConvolutionalBoxPredictor.box_code_size": Honoured(where="odkit.builders.box_predictor_builder"),
     "WeightSharedConvolutionalBoxPredictor.box_encodings_clip_range": Refused(reason="box encoding clipping is not implemented; remove it"),

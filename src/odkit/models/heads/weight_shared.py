@@ -18,28 +18,30 @@ from odkit.models.hyperparams import (
     batch_norm_layer,
     conv2d,
     init_weight,
-    keras_default_pointwise,
 )
 
 
 def _conv(in_ch: int, out_ch: int, k: int, hp: ConvHyperparams, use_depthwise: bool, bias: bool,
-          pointwise_hyperparams: bool = True) -> nn.Module:
+          pointwise_hp: ConvHyperparams | None = None) -> nn.Module:
+    """Conv or (depthwise kxk, pointwise 1x1); `pointwise_hp` (default hp) regularizes the pointwise kernel."""
     if use_depthwise:
-        pw = conv2d(in_ch, out_ch, 1, hp, bias=bias)
-        if not pointwise_hyperparams:  # TF towers: hyperparams on the depthwise kernel only
-            keras_default_pointwise(pw)
-        return nn.Sequential(conv2d(in_ch, in_ch, k, hp, groups=in_ch, bias=False), pw)
+        return nn.Sequential(conv2d(in_ch, in_ch, k, hp, groups=in_ch, bias=False),
+                             conv2d(in_ch, out_ch, 1, pointwise_hp or hp, bias=bias))
     return conv2d(in_ch, out_ch, k, hp, bias=bias)
 
 
 class _Tower(nn.Module):
     def __init__(self, depth: int, num_layers: int, kernel_size: int, num_levels: int, hp: ConvHyperparams,
-                 use_depthwise: bool, apply_batch_norm: bool, freeze_bn: bool) -> None:
+                 use_depthwise: bool, apply_batch_norm: bool, freeze_bn: bool,
+                 apply_hyperparams_pointwise: bool = False) -> None:
         super().__init__()
         use_bn = apply_batch_norm and hp.batch_norm is not None
         bias = hp.force_use_bias or not use_bn
-        self.convs = nn.ModuleList([_conv(depth, depth, kernel_size, hp, use_depthwise, bias,
-                                          pointwise_hyperparams=False) for _ in range(num_layers)])
+        # TF: the tower's SeparableConv2D gets conv_hyperparams' regularizer/initializer on the depthwise kernel
+        # only, unless apply_conv_hyperparams_pointwise
+        pointwise_hp = hp if apply_hyperparams_pointwise else hp.with_overrides(l2_weight=0.0)
+        self.convs = nn.ModuleList([_conv(depth, depth, kernel_size, hp, use_depthwise, bias, pointwise_hp)
+                                    for _ in range(num_layers)])
         self.norms = nn.ModuleList([
             nn.ModuleList([batch_norm_layer(depth, hp.batch_norm, frozen=freeze_bn) if use_bn else nn.Identity()
                            for _ in range(num_levels)])
@@ -57,7 +59,8 @@ class WeightSharedConvolutionalBoxPredictor(nn.Module):
                  *, depth: int = 0, num_layers_before_predictor: int = 0, kernel_size: int = 3,
                  class_prediction_bias_init: float = 0.0, share_prediction_tower: bool = False,
                  use_depthwise: bool = False, apply_batch_norm: bool = True, box_code_size: int = 4,
-                 freeze_bn: bool = False, apply_hyperparams_to_heads: bool = False) -> None:
+                 freeze_bn: bool = False, apply_hyperparams_to_heads: bool = False,
+                 apply_hyperparams_pointwise: bool = False) -> None:
         super().__init__()
         if len(set(num_anchors)) != 1:
             raise ValueError("weight shared box predictor needs the same number of anchors on every level")
@@ -69,7 +72,7 @@ class WeightSharedConvolutionalBoxPredictor(nn.Module):
         self.project = nn.ModuleList([
             conv2d(c, tower_depth, 1, hp, bias=True) if c != tower_depth else nn.Identity() for c in in_channels])
         args = (tower_depth, num_layers_before_predictor, kernel_size, n, hp, use_depthwise, apply_batch_norm,
-                freeze_bn)
+                freeze_bn, apply_hyperparams_pointwise)
         self.box_tower = _Tower(*args)
         self.class_tower = None if share_prediction_tower else _Tower(*args)
         head_hp = hp
