@@ -44,6 +44,9 @@ import torch
 SHARED = Path(os.environ.get("ODKIT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as conftest
 SHIPPED = SHARED / "compat" / "tfod_reference"
 MAPPING_OWNERS = {"efficientdet": "tfparity-effdet", "faster_rcnn": "tfparity-frcnn"}
+# Families whose numerical parity is claimed: the others run the mapping test only and skip the rest with a
+# reason, until their owner adds them here (EfficientDet and Faster R-CNN parity is their owners' work).
+PARITY_FAMILIES = {"ssd"}
 
 
 def _fixture_dirs() -> list[Path]:
@@ -193,16 +196,26 @@ class Case:
 
 
 @pytest.fixture(scope="module", params=FIXTURES, ids=[p.name for p in FIXTURES])
-def case(request) -> Case:
+def any_case(request) -> Case:
     torch.manual_seed(0)
     return Case(request.param)
+
+
+@pytest.fixture()
+def case(any_case: Case) -> Case:
+    if any_case.family not in PARITY_FAMILIES:
+        owner = MAPPING_OWNERS.get(any_case.family, "?")
+        pytest.skip(f"{any_case.folder.name}: numerical parity for the {any_case.family} family is not claimed "
+                    f"yet (owner {owner}: add it to PARITY_FAMILIES)")
+    return any_case
 
 
 def test_fixtures_found(shared_dir: Path) -> None:
     assert SHIPPED.is_dir() and FIXTURES, f"no TF reference fixtures under {SHIPPED}"
 
 
-def test_every_variable_mapped(case: Case) -> None:
+def test_every_variable_mapped(any_case: Case) -> None:
+    case = any_case
     plan = case.plan
     assert plan.unmatched_tf == [], f"TF variables not consumed: {plan.unmatched_tf[:10]}"
     assert plan.unfilled == [], f"odkit tensors not filled: {plan.unfilled[:10]}"
