@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests run the same examples on every machine and run (CI included), so a failure reproduces;
+# ODKIT_HYPOTHESIS_RANDOM=1 explores new random examples locally (with --hypothesis-seed=N to replay one).
+settings.register_profile("odkit", derandomize=not os.environ.get("ODKIT_HYPOTHESIS_RANDOM"))
+settings.load_profile("odkit")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ODKIT_SHARED_DIR", REPO.parent / "shared"))

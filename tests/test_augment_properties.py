@@ -213,6 +213,10 @@ def _centre_colour_ok(s: Sample) -> int:
     for box, label in zip(s.boxes.tolist(), s.fields["labels"].tolist()):
         if (box[2] - box[0]) * h < 8 or (box[3] - box[1]) * w < 8:
             continue
+        if min(box[:2]) <= 0.0 or max(box[2:]) >= 1.0:
+            # clipped at the image edge: the enclosing box of a sheared / rotated object cut by the border
+            # need not have its centre on the object (hypothesis found such a shear_y case)
+            continue
         y, x = int((box[0] + box[2]) / 2 * h), int((box[1] + box[3]) / 2 * w)
         got = s.image[:, y, x].to(torch.float32)
         assert torch.all((got - torch.tensor(COLOURS[label - 1], dtype=torch.float32)).abs() <= 40), (box, got)

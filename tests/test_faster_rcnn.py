@@ -335,8 +335,8 @@ def test_fpn_feature_levels_follow_tf():
 
     sizes = torch.tensor([1.0, 0.5, 0.3, 0.1, 2.0])
     boxes = torch.stack([torch.zeros(5), torch.zeros(5), sizes, sizes], dim=-1).unsqueeze(0)
-    # image 224x224 -> ratio 1; 5 levels, unit index 3; log2 truncated toward zero like tf.cast
-    assert fpn_feature_levels(5, 3, 1.0, boxes).tolist() == [[3, 2, 2, 0, 4]]
+    # image 224x224 -> ratio 1; 5 levels, unit index 3; log2 floored (TF tf.floordiv): 0.3 -> -1.74 -> -2
+    assert fpn_feature_levels(5, 3, 1.0, boxes).tolist() == [[3, 2, 1, 0, 4]]
 
 
 def test_resnet50_fpn_from_tf_config_trains_and_predicts(compat_dir, one_thread):

@@ -1,5 +1,7 @@
 """ResNet v1 in the TF OD API layout (stride on the 1x1 conv, SAME stem max pool) and its Keras name order."""
 
+import numpy as np
+import pytest
 import torch
 
 from odkit.models.backbones.resnet import ResNetBackbone
@@ -51,3 +53,31 @@ def test_keras_layer_order_matches_tf_full_names():
         ("b.bn1.weight", "model/x/layer_with_weights-1/gamma"), ("b.bn1.bias", "model/x/layer_with_weights-1/beta"),
         ("b.bn1.running_mean", "model/x/layer_with_weights-1/moving_mean"),
         ("b.bn1.running_var", "model/x/layer_with_weights-1/moving_variance")]
+
+
+@pytest.mark.parametrize("config", ["faster_rcnn_resnet101_v1_640x640_coco17_tpu-8.config",
+                                    "faster_rcnn_resnet152_v1_640x640_coco17_tpu-8.config",
+                                    "faster_rcnn_resnet50_v1_fpn_640x640_coco17_tpu-8.config"])
+def test_faster_rcnn_mapping_covers_every_tensor(compat_dir, config):
+    """Without a TF checkpoint of these sizes: every odkit tensor has exactly one TF name, in the layout
+    the ResNet-50 (+FPN) fixtures confirmed (tests/test_tf_parity_frcnn.py)."""
+    from odkit.builders.model_builder import build_model
+    from odkit.config import load
+    from odkit.tfcompat.mapping.faster_rcnn import tf_maps
+
+    cfg = load(compat_dir / "tfod_configs" / config)
+    model = build_model(cfg.model, is_training=False)
+    maps = tf_maps(model, cfg.model, set())
+    state = model.state_dict()
+    odkit_names = [o for o, _, _ in maps]
+    assert sorted(odkit_names) == sorted(k for k in state if not k.endswith("num_batches_tracked"))
+    assert len({t for _, t, _ in maps}) == len(maps)
+    for o, t, f in maps:  # layouts: the transform of a TF-shaped array has the odkit shape
+        shape = tuple(state[o].shape)
+        if len(shape) == 4:
+            tf_shape = (shape[2], shape[3], shape[1], shape[0])  # HWIO
+        elif len(shape) == 2:
+            tf_shape = (shape[1], shape[0])  # dense [in, out]
+        else:
+            tf_shape = shape
+        assert f(np.zeros(tf_shape, np.float32)).shape == shape, (o, t)

@@ -13,7 +13,8 @@ state dicts load as classification fine-tune checkpoints. Preprocessing subtract
   conv1..layer3 (TF conv1..conv4, stride 16) for proposals, layer4 (TF conv5, stride 2 on the crops, as the
   Keras extractor) for the box classifier.
 - `ResNetFpnFasterRcnnFeatureExtractor(...)` (faster_rcnn_resnet{50,101,152}_fpn_keras): C2..C5 -> FPN levels
-  min..max (odkit.models.necks.fpn), box classifier flatten -> FC 1024 relu -> FC 1024 relu.
+  min..max (odkit.models.necks.fpn), box classifier (TF) flatten in NHWC order -> FC 1024 relu -> batch norm
+  (conv_hyperparams; none without batch_norm) -> FC 1024 relu.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from odkit.models.hyperparams import FrozenStatsBatchNorm2d
+from odkit.models.hyperparams import FrozenStatsBatchNorm1d, FrozenStatsBatchNorm2d
 
 CHANNEL_MEANS = (123.68, 116.779, 103.939)
 
@@ -71,6 +72,13 @@ def apply_conv_hyperparams(module: nn.Module, hp) -> None:
             setattr(module, name, activation_layer(hp.activation))
         else:
             apply_conv_hyperparams(child, hp)
+
+
+class _FlattenNHWC(nn.Module):
+    """[N, C, H, W] -> [N, H*W*C] in TF's (channels-last) order, so TF Dense kernels apply unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
 
 
 class _ResNetBase(nn.Module):
@@ -135,8 +143,16 @@ class ResNetFpnFasterRcnnFeatureExtractor(_ResNetBase):
         )
         if not batch_norm_trainable:
             freeze_batch_norm_stats(self)
+        # TF: Flatten (NHWC order), Dense(1024, relu), batch norm from conv_hyperparams, Dense(1024, relu)
+        bn: nn.Module = nn.Identity()
+        if hp.batch_norm is not None:
+            p = hp.batch_norm
+            cls = nn.BatchNorm1d if batch_norm_trainable and p.train else FrozenStatsBatchNorm1d
+            bn = cls(1024, eps=p.epsilon, momentum=1.0 - p.decay)
+            bn.weight.requires_grad_(bool(p.scale))
+            bn.bias.requires_grad_(bool(p.center))
         self.box_classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(crop_features, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU()
+            _FlattenNHWC(), nn.Linear(crop_features, 1024), nn.ReLU(), bn, nn.Linear(1024, 1024), nn.ReLU()
         )
         for layer in self.box_classifier:
             if isinstance(layer, nn.Linear):

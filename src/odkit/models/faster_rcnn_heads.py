@@ -124,10 +124,13 @@ class RPNHead(nn.Module):
 def fpn_feature_levels(
     num_levels: int, unit_scale_index: int, image_ratio: float | torch.Tensor, boxes: torch.Tensor
 ) -> torch.Tensor:
-    """TF `ops.fpn_feature_levels`: level index per normalized box [B, P] (int64, truncated log2 like tf.cast)."""
+    """TF `ops.fpn_feature_levels`: level index per normalized box [B, P] (int64):
+    clamp(floor(log(sqrt(area) * image_ratio) / log 2) + unit_scale_index, 0, num_levels - 1).
+    TF floors (`tf.floordiv`) before the int cast, so boxes smaller than the unit scale go one level down
+    (truncation toward zero would keep them one level up)."""
     hw = (boxes[..., 2:4] - boxes[..., 0:2]).clamp(min=0)
     areas_sqrt = torch.sqrt(hw[..., 0] * hw[..., 1])
-    log2 = torch.trunc(torch.log2(image_ratio * areas_sqrt).clamp(min=-64.0))
+    log2 = torch.floor(torch.log2(image_ratio * areas_sqrt).clamp(min=-64.0))
     return (unit_scale_index + log2).clamp(0, num_levels - 1).to(torch.int64)
 
 

@@ -115,6 +115,15 @@ class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
         return self
 
 
+class FrozenStatsBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d that always normalises with its moving statistics (TF `training=False`)."""
+
+    def train(self, mode: bool = True) -> FrozenStatsBatchNorm1d:
+        super().train(False)
+        self.training = False
+        return self
+
+
 def batch_norm_layer(channels: int, params: BatchNormParams, frozen: bool = False) -> nn.BatchNorm2d:
     cls = FrozenStatsBatchNorm2d if (frozen or not params.train) else nn.BatchNorm2d
     bn = cls(channels, eps=params.epsilon, momentum=1.0 - params.decay, affine=True)

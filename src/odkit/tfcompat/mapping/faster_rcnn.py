@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 
+from torch import nn
+
 from odkit.tfcompat.mapping.backbones import _bn, resnet_v1_keras_maps
 from odkit.tfcompat.mapping.transforms import conv_kernel, dense_kernel, identity
 
@@ -39,18 +41,67 @@ def _dense_index(tf_names: set[str], head: str) -> int | None:
 
 
 def tf_maps(model, model_config, tf_names: set[str]) -> list[tuple[str, str, object]]:
-    """(odkit name, TF name, transform) for every tensor of a ResNet Faster R-CNN (non-FPN)."""
-    from odkit.models.faster_rcnn_feature_extractors import ResNetFasterRcnnFeatureExtractor
+    """(odkit name, TF name, transform) for every tensor of a ResNet (+FPN) Faster R-CNN."""
+    from odkit.models.faster_rcnn_feature_extractors import (
+        ResNetFasterRcnnFeatureExtractor,
+        ResNetFpnFasterRcnnFeatureExtractor,
+    )
 
     fe = model.feature_extractor
-    if not isinstance(fe, ResNetFasterRcnnFeatureExtractor):
-        raise NotImplementedError(f"no TF mapping for Faster R-CNN feature extractor {type(fe).__name__}")
     depth = fe.backbone.depth
-    maps = resnet_v1_keras_maps("feature_extractor.backbone.", PROPOSAL, depth, (1, 2, 3, 4))
-    maps += resnet_v1_keras_maps("feature_extractor.backbone.", BOX_CLASSIFIER, depth, (5,))
+    if isinstance(fe, ResNetFpnFasterRcnnFeatureExtractor):
+        maps = _fpn_extractor_maps(fe, depth)
+    elif isinstance(fe, ResNetFasterRcnnFeatureExtractor):
+        maps = resnet_v1_keras_maps("feature_extractor.backbone.", PROPOSAL, depth, (1, 2, 3, 4))
+        maps += resnet_v1_keras_maps("feature_extractor.backbone.", BOX_CLASSIFIER, depth, (5,))
+    else:
+        raise NotImplementedError(f"no TF mapping for Faster R-CNN feature extractor {type(fe).__name__}")
     maps += _rpn_maps(model)
     if model.box_predictor is not None:
         maps += _second_stage_maps(model, tf_names)
+    return maps
+
+
+def _fpn_extractor_maps(fe, depth: int) -> list[tuple[str, str, object]]:
+    """faster_rcnn_resnet*_fpn_keras: `_ResnetFPN` (classification_backbone, fpn_features_generator,
+    coarse_feature_layers) and the box classifier Sequential [Flatten, Dense, BatchNorm?, Dense]."""
+    fpn = fe.fpn
+    maps = resnet_v1_keras_maps("feature_extractor.backbone.", f"{PROPOSAL}/classification_backbone", depth,
+                                (1, 2, 3, 4, 5))
+    gen = f"{PROPOSAL}/fpn_features_generator"
+    levels = sorted(int(k) for k in fpn.lateral)  # base levels min..min(max, 5), top = last
+    top, rest = levels[-1], levels[-2::-1]         # TF: top_layers/0 = top; residual/conv i = level top-1-i
+    maps += _conv_bias(f"feature_extractor.fpn.lateral.{top}", f"{gen}/top_layers/0")
+    for i, lvl in enumerate(rest):
+        maps += _conv_bias(f"feature_extractor.fpn.lateral.{lvl}", f"{gen}/residual_blocks/{i}/0")
+        maps += _conv_bn(f"feature_extractor.fpn.smooth.{lvl}", f"{gen}/conv_layers/{i}", fpn.smooth[str(lvl)])
+    for i, block in enumerate(fpn.coarse):
+        maps += _conv_bn(f"feature_extractor.fpn.coarse.{i}", f"{PROPOSAL}/coarse_feature_layers/{i}", block)
+    seq = fe.box_classifier  # [_FlattenNHWC, Linear, ReLU, BN | Identity, Linear, ReLU]
+    has_bn = isinstance(seq[3], nn.modules.batchnorm._BatchNorm)
+    maps += [("feature_extractor.box_classifier.1.weight", f"{BOX_CLASSIFIER}/layer_with_weights-0/kernel",
+              dense_kernel),
+             ("feature_extractor.box_classifier.1.bias", f"{BOX_CLASSIFIER}/layer_with_weights-0/bias", identity)]
+    if has_bn:
+        maps += _bn("feature_extractor.box_classifier.3", f"{BOX_CLASSIFIER}/layer_with_weights-1")
+    k = 2 if has_bn else 1
+    maps += [("feature_extractor.box_classifier.4.weight", f"{BOX_CLASSIFIER}/layer_with_weights-{k}/kernel",
+              dense_kernel),
+             ("feature_extractor.box_classifier.4.bias", f"{BOX_CLASSIFIER}/layer_with_weights-{k}/bias", identity)]
+    return maps
+
+
+def _conv_bias(odkit: str, tf: str) -> list[tuple[str, str, object]]:
+    return [(f"{odkit}.weight", f"{tf}/kernel", conv_kernel), (f"{odkit}.bias", f"{tf}/bias", identity)]
+
+
+def _conv_bn(odkit: str, tf: str, block: nn.Module) -> list[tuple[str, str, object]]:
+    """conv (+bias without batch norm) -> batch norm, Keras [conv, bn, activation] list."""
+    maps: list[tuple[str, str, object]] = [(f"{odkit}.0.weight", f"{tf}/0/kernel", conv_kernel)]
+    if getattr(block[0], "bias", None) is not None:
+        maps.append((f"{odkit}.0.bias", f"{tf}/0/bias", identity))
+    if len(block) > 1 and isinstance(block[1], nn.modules.batchnorm._BatchNorm):
+        maps += _bn(f"{odkit}.1", f"{tf}/1")
     return maps
 
 
