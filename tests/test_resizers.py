@@ -127,3 +127,53 @@ def test_uint8_loader_path_matches_float_forward(text: str) -> None:
     assert fast.dtype == torch.uint8 and fast.shape == ref.shape[1:]
     assert shape.tolist() == ref_shapes[0].tolist()
     assert int((fast.int() - ref[0].round().int()).abs().max()) <= 1
+
+
+def _tf_legacy_bilinear_1d(values: list[float], out: int) -> list[float]:
+    """TF resize_bilinear (align_corners=False, half_pixel_centers=False) along one axis, by hand."""
+    import numpy as np
+
+    n = len(values)
+    scale = np.float32(n) / np.float32(out)
+    res = []
+    for i in range(out):
+        src = np.float32(i) * scale
+        lo, hi = int(np.floor(src)), min(int(np.ceil(src)), n - 1)
+        lerp = src - np.floor(src)
+        res.append(values[lo] + (values[hi] - values[lo]) * lerp)
+    return res
+
+
+@pytest.mark.parametrize("n_in,n_out", [(4, 3), (2, 4), (5, 8), (7, 2)])
+def test_default_resize_is_tf1_resize_images(n_in: int, n_out: int) -> None:
+    """TF OD API resizers use tf.compat.v1.image.resize_images: output i samples input i*in/out."""
+    from odkit.inputs.resizers import resize_images
+
+    row = [float(v * v) for v in range(n_in)]
+    x = torch.tensor(row).view(1, 1, 1, n_in).expand(1, 1, 2, n_in).contiguous()
+    got = resize_images(x, (2, n_out))[0, 0, 0].tolist()
+    assert got == pytest.approx(_tf_legacy_bilinear_1d(row, n_out), abs=1e-5)
+    half = resize_images(x, (2, n_out), half_pixel_centers=True)
+    ref = torch.nn.functional.interpolate(x, size=(2, n_out), mode="bilinear", align_corners=False)
+    assert torch.equal(half, ref)
+    if n_out > n_in:  # upsampling: legacy sampling repeats the last input column, half-pixel does not
+        assert got[-1] == row[-1] and got != pytest.approx(half[0, 0, 0].tolist())
+
+
+def test_legacy_bicubic_and_nearest() -> None:
+    from odkit.inputs.resizers import resize_images
+
+    x = torch.arange(16.0).view(1, 1, 4, 4) * 10
+    near = resize_images(x, (2, 2), "nearest")
+    assert near[0, 0].tolist() == [[0.0, 20.0], [80.0, 100.0]]  # floor(i * 2)
+    cubic = resize_images(x, (8, 8), "bicubic")
+    assert cubic[0, 0, 0, 0] == 0.0 and cubic[0, 0, 0, 2] == pytest.approx(10.0)  # legacy grid hits input pixels
+    assert torch.allclose(resize_images(x, (4, 4), "bicubic"), x)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::FutureWarning")
+def test_traced_tf_resize_follows_the_input_size() -> None:
+    r = FixedShapeResizer(8, 8)
+    traced = torch.jit.trace(r, torch.rand(1, 3, 12, 10) * 255)
+    other = torch.rand(1, 3, 21, 17) * 255
+    assert torch.allclose(traced(other)[0], r(other)[0], atol=1e-4)

@@ -9,7 +9,6 @@ whose output size depends on the input (no padding to a fixed size) are refused.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from odkit.errors import UnsupportedError
@@ -23,12 +22,13 @@ class TraceableKeepAspectRatio(nn.Module):
         self.min_dimension = int(resizer.min_dimension)
         self.max_dimension = int(resizer.max_dimension)
         self.method = resizer.method
+        self.half_pixel_centers = bool(getattr(resizer, "half_pixel_centers", False))
         self.grayscale = bool(resizer.grayscale)
         self.register_buffer("pad", torch.tensor(resizer.pad_value(), dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from odkit.inputs.resizers import to_grayscale3
+        from odkit.inputs.resizers import resize_images, to_grayscale3
 
         images = images.to(torch.float32)
         hw = torch._shape_as_tensor(images)[2:].to(torch.float32)
@@ -39,15 +39,7 @@ class TraceableKeepAspectRatio(nn.Module):
             out_size = (size[0], size[1])
         else:
             out_size = (int(size[0]), int(size[1]))
-        mode = self.method
-        if mode == "nearest":
-            out = F.interpolate(images, size=out_size, mode="nearest")
-        elif mode == "area":
-            out = F.interpolate(images, size=out_size, mode="area")
-        else:
-            out = F.interpolate(images, size=out_size, mode=mode, align_corners=False)
-            if mode == "bicubic":
-                out = out.clamp(0, 255)
+        out = resize_images(images, out_size, self.method, self.half_pixel_centers)
         if self.grayscale:
             out = to_grayscale3(out)
         b, c, h, w = out.shape

@@ -1,9 +1,15 @@
 """Image resizers from `model.<arch>.image_resizer` (TF OD API image_resizer_builder semantics).
 
-Torch ops only (F.interpolate, F.pad), so the exporter can put the same module in the graph.
+Torch ops only (index_select, F.interpolate, F.pad), so the exporter can put the same module in the graph.
 `forward(float [B,3,H,W]) -> (resized [B,3,H',W'], true_image_shapes int64 [B,3])`.
-Resampling uses half-pixel centres (TF2 `tf.image.resize`); TF1's legacy `resize_images` sampled
-without the half-pixel offset, a sub-pixel difference.
+
+Resampling reproduces what the TF OD API computes by default: its resizers call
+`tf.compat.v1.image.resize_images` (align_corners=False, half_pixel_centers=False), which samples output
+pixel i at input coordinate ``i * in/out`` ("legacy"/asymmetric; bilinear and bicubic reimplemented here
+with TF's float32 arithmetic, nearest is torch's own legacy "nearest"). ``half_pixel_centers=True`` (an
+explicit option of `resize_images`, the resizers and `build_image_resizer`) samples at ``(i + 0.5) * in/out
+- 0.5`` instead, as TF2's `tf.image.resize` and torch's `align_corners=False` do (odkit's behaviour before
+TF parity). `area` uses torch's adaptive average pooling in both modes (not TF's resize_area).
 """
 
 from __future__ import annotations
@@ -20,16 +26,107 @@ from odkit.errors import ConfigError, UnsupportedError
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale
 
 
-def resize_images(images: torch.Tensor, size: tuple[int, int], method: str = "bilinear") -> torch.Tensor:
-    """Resize float [B,C,H,W] to size=(h, w). method: bilinear, nearest, bicubic, area."""
-    h, w = int(size[0]), int(size[1])
-    if images.shape[-2] == h and images.shape[-1] == w:
+def _legacy_source(in_size, out_size, device) -> torch.Tensor:
+    """TF LegacyScaler: float32 ``i * (in / out)`` for i in [0, out) (in/out may be 0-d tensors when traced)."""
+    if isinstance(in_size, torch.Tensor) or isinstance(out_size, torch.Tensor):
+        scale = torch.as_tensor(in_size, device=device).to(torch.float32) / torch.as_tensor(
+            out_size, device=device).to(torch.float32)
+    else:
+        scale = torch.tensor(np.float32(in_size) / np.float32(out_size), device=device)
+    return torch.arange(out_size, device=device).to(torch.float32) * scale
+
+
+def _bilinear_axis(in_size, out_size, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """TF `compute_interpolation_weights`: lower/upper indices and the lerp weight per output index."""
+    src = _legacy_source(in_size, out_size, device)
+    floor = torch.floor(src)
+    lower = floor.to(torch.int64).clamp(min=0)
+    upper = torch.minimum(torch.ceil(src).to(torch.int64), torch.as_tensor(in_size, device=device) - 1)
+    return lower, upper, src - floor
+
+
+def _input_hw(images: torch.Tensor):
+    """(H, W) of images: ints eagerly, 0-d tensors while tracing (so exported graphs take any input size)."""
+    if torch.jit.is_tracing():
+        hw = torch._shape_as_tensor(images)[-2:]
+        return hw[0], hw[1]
+    return images.shape[-2], images.shape[-1]
+
+
+def resize_bilinear_tf_legacy(images: torch.Tensor, size) -> torch.Tensor:
+    """`tf.compat.v1.image.resize_bilinear(align_corners=False, half_pixel_centers=False)` on float [B,C,H,W],
+    with TF's float32 order of operations (top/bottom lerp along x, then along y)."""
+    h_in, w_in = _input_hw(images)
+    y0, y1, ly = _bilinear_axis(h_in, size[0], images.device)
+    x0, x1, lx = _bilinear_axis(w_in, size[1], images.device)
+    top = images.index_select(-2, y0)
+    bottom = images.index_select(-2, y1)
+    lx = lx.to(images.dtype)
+    tl, tr = top.index_select(-1, x0), top.index_select(-1, x1)
+    bl, br = bottom.index_select(-1, x0), bottom.index_select(-1, x1)
+    t = tl + (tr - tl) * lx
+    b = bl + (br - bl) * lx
+    return t + (b - t) * ly.to(images.dtype).unsqueeze(-1)
+
+
+def _cubic_weights(t: torch.Tensor, a: float = -0.75) -> list[torch.Tensor]:
+    """Keys cubic coefficients for taps -1, 0, 1, 2 at fractional offset t (TF/torch use a = -0.75)."""
+
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def resize_bicubic_tf_legacy(images: torch.Tensor, size) -> torch.Tensor:
+    """`tf.compat.v1.image.resize_bicubic(align_corners=False, half_pixel_centers=False)` on float [B,C,H,W]
+    (legacy scaler, taps clamped to the border)."""
+    out = images
+    for dim, out_size in ((-2, size[0]), (-1, size[1])):
+        in_size = _input_hw(out)[dim]
+        src = _legacy_source(in_size, out_size, out.device)
+        base = torch.floor(src)
+        weights = _cubic_weights(src - base)
+        base = base.to(torch.int64)
+        acc = None
+        for k, wk in zip((-1, 0, 1, 2), weights):
+            idx = torch.minimum((base + k).clamp(min=0), torch.as_tensor(in_size, device=out.device) - 1)
+            shape = [1] * out.dim()
+            shape[dim] = -1
+            term = out.index_select(dim, idx) * wk.to(out.dtype).view(shape)
+            acc = term if acc is None else acc + term
+        out = acc
+    return out
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int], method: str = "bilinear",
+                  half_pixel_centers: bool = False) -> torch.Tensor:
+    """Resize float [B,C,H,W] to size=(h, w). method: bilinear, nearest, bicubic, area.
+
+    Default: TF1 `resize_images` sampling (what the TF OD API resizers compute); ``half_pixel_centers=True``:
+    half-pixel centres (TF2 `tf.image.resize`, torch `align_corners=False`).
+    """
+    traced = any(isinstance(v, torch.Tensor) for v in size)
+    h, w = (size[0], size[1]) if traced else (int(size[0]), int(size[1]))
+    if not traced and not torch.jit.is_tracing() and images.shape[-2] == h and images.shape[-1] == w:
         return images
-    if method in ("bilinear", "bicubic"):
-        out = F.interpolate(images, size=(h, w), mode=method, align_corners=False)
-        return out.clamp(0, 255) if method == "bicubic" else out
+    if method == "bilinear":
+        if half_pixel_centers:
+            return F.interpolate(images, size=(h, w), mode="bilinear", align_corners=False)
+        return resize_bilinear_tf_legacy(images, (h, w))
+    if method == "bicubic":
+        if half_pixel_centers:
+            out = F.interpolate(images, size=(h, w), mode="bicubic", align_corners=False)
+        else:
+            out = resize_bicubic_tf_legacy(images, (h, w))
+        return out.clamp(0, 255)
     if method == "nearest":
-        return F.interpolate(images, size=(h, w), mode="nearest")
+        if half_pixel_centers:
+            return F.interpolate(images, size=(h, w), mode="nearest-exact")
+        return F.interpolate(images, size=(h, w), mode="nearest")  # floor(i * in/out): TF legacy nearest
     if method == "area":
         return F.interpolate(images, size=(h, w), mode="area")
     raise ValueError(f"unknown resize method {method!r}")
@@ -57,10 +154,11 @@ def resize_to_range_size(height: int, width: int, min_dimension: int, max_dimens
 class ImageResizer(nn.Module):
     """Base: resizes a batch of same-sized float images; reports the valid (unpadded) shapes."""
 
-    def __init__(self, method: str = "bilinear", grayscale: bool = False) -> None:
+    def __init__(self, method: str = "bilinear", grayscale: bool = False, half_pixel_centers: bool = False) -> None:
         super().__init__()
         self.method = method
         self.grayscale = grayscale
+        self.half_pixel_centers = bool(half_pixel_centers)
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         return height, width
@@ -87,7 +185,7 @@ class ImageResizer(nn.Module):
         images = images.to(torch.float32)
         b, _, h, w = images.shape
         th, tw = self.target_size(int(h), int(w))
-        out = resize_images(images, (th, tw), self.method)
+        out = resize_images(images, (th, tw), self.method, self.half_pixel_centers)
         if self.grayscale:
             out = to_grayscale3(out)
         ph, pw = self.padded_size(th, tw)
@@ -100,10 +198,11 @@ class ImageResizer(nn.Module):
     def resize_uint8(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Data-loader path for one uint8 [3,H,W] image -> (uint8 [3,H',W'], true shape [3]).
 
-        Bilinear / nearest resize uint8 directly (within 1 grey level of the float path, ~5x faster);
-        other methods and grayscale go through forward().
+        Resamples like forward() (TF sampling by default) and rounds to uint8. Only the half-pixel bilinear /
+        nearest option resizes uint8 directly (within 1 grey level of the float path, ~5x faster).
         """
-        if image.dtype != torch.uint8 or self.grayscale or self.method not in ("bilinear", "nearest"):
+        fast = self.half_pixel_centers and self.method in ("bilinear", "nearest")
+        if image.dtype != torch.uint8 or self.grayscale or not fast:
             out, shapes = self.forward(image[None].to(torch.float32))
             return out[0].round().clamp_(0, 255).to(torch.uint8), shapes[0]
         h, w = int(image.shape[-2]), int(image.shape[-1])
@@ -112,7 +211,8 @@ class ImageResizer(nn.Module):
         if (th, tw) != (h, w):
             x = image[None].contiguous(memory_format=torch.channels_last)
             kw = {"align_corners": False} if self.method == "bilinear" else {}
-            out = F.interpolate(x, size=(th, tw), mode=self.method, **kw)[0].contiguous()
+            mode = self.method if self.method == "bilinear" else "nearest-exact"
+            out = F.interpolate(x, size=(th, tw), mode=mode, **kw)[0].contiguous()
         ph, pw = self.padded_size(th, tw)
         if (ph, pw) != (th, tw):
             fill = torch.tensor(self.pad_value()).round().clamp(0, 255).to(torch.uint8).view(3, 1, 1)
@@ -131,8 +231,9 @@ def _pad_bottom_right(images: torch.Tensor, height: int, width: int, value: list
 
 
 class FixedShapeResizer(ImageResizer):
-    def __init__(self, height: int, width: int, method: str = "bilinear", grayscale: bool = False) -> None:
-        super().__init__(method, grayscale)
+    def __init__(self, height: int, width: int, method: str = "bilinear", grayscale: bool = False,
+                 half_pixel_centers: bool = False) -> None:
+        super().__init__(method, grayscale, half_pixel_centers)
         self.height, self.width = int(height), int(width)
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:
@@ -146,8 +247,8 @@ class FixedShapeResizer(ImageResizer):
 class KeepAspectRatioResizer(ImageResizer):
     def __init__(self, min_dimension: int = 600, max_dimension: int = 1024, method: str = "bilinear",
                  pad_to_max_dimension: bool = False, per_channel_pad_value: list[float] | None = None,
-                 grayscale: bool = False) -> None:
-        super().__init__(method, grayscale)
+                 grayscale: bool = False, half_pixel_centers: bool = False) -> None:
+        super().__init__(method, grayscale, half_pixel_centers)
         if min_dimension > max_dimension:
             raise ConfigError(f"keep_aspect_ratio_resizer: min_dimension {min_dimension} > max_dimension "
                               f"{max_dimension}", hint="set min_dimension <= max_dimension")
@@ -180,8 +281,8 @@ class ConditionalShapeResizer(ImageResizer):
     """GREATER: shrink so the max side is size_threshold; SMALLER: grow so the min side is it."""
 
     def __init__(self, condition: str, size_threshold: int = 300, method: str = "bilinear",
-                 grayscale: bool = False) -> None:
-        super().__init__(method, grayscale)
+                 grayscale: bool = False, half_pixel_centers: bool = False) -> None:
+        super().__init__(method, grayscale, half_pixel_centers)
         self.condition, self.size_threshold = condition, int(size_threshold)
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:
@@ -215,29 +316,30 @@ def resize_method_name(value: int) -> str:
     return _METHODS[value]
 
 
-def build_image_resizer(config: Any, pad_to_pixels: Any = None) -> ImageResizer:
-    """ImageResizer proto -> ImageResizer module.
+def build_image_resizer(config: Any, pad_to_pixels: Any = None, half_pixel_centers: bool = False) -> ImageResizer:
+    """ImageResizer proto -> ImageResizer module (TF1 `resize_images` sampling unless ``half_pixel_centers``).
 
     `pad_to_pixels(values) -> values` maps the config's pad value to raw pixels: the TF OD API SSD pads after
     the feature extractor's normalisation (`SSDMetaArch.preprocess` normalises, then resizes), so its pad value
     is in normalised units (see `odkit.models.ssd_feature_extractors.normalized_to_pixels`).
     """
-    resizer = _build_image_resizer(config)
+    resizer = _build_image_resizer(config, half_pixel_centers)
     if pad_to_pixels is not None:
         resizer.pad_pixels = [float(v) for v in pad_to_pixels(resizer.config_pad_value())]
     return resizer
 
 
-def _build_image_resizer(config: Any) -> ImageResizer:
+def _build_image_resizer(config: Any, half_pixel_centers: bool = False) -> ImageResizer:
     kind = config.WhichOneof("image_resizer_oneof")
     if kind == "fixed_shape_resizer":
         c = config.fixed_shape_resizer
-        return FixedShapeResizer(c.height, c.width, resize_method_name(c.resize_method), c.convert_to_grayscale)
+        return FixedShapeResizer(c.height, c.width, resize_method_name(c.resize_method), c.convert_to_grayscale,
+                                 half_pixel_centers=half_pixel_centers)
     if kind == "keep_aspect_ratio_resizer":
         c = config.keep_aspect_ratio_resizer
         return KeepAspectRatioResizer(c.min_dimension, c.max_dimension, resize_method_name(c.resize_method),
                                       c.pad_to_max_dimension, list(c.per_channel_pad_value),
-                                      c.convert_to_grayscale)
+                                      c.convert_to_grayscale, half_pixel_centers=half_pixel_centers)
     if kind == "identity_resizer":
         return IdentityResizer()
     if kind == "conditional_shape_resizer":
@@ -246,7 +348,7 @@ def _build_image_resizer(config: Any) -> ImageResizer:
         if cond is None:
             raise ConfigError("conditional_shape_resizer.condition must be GREATER or SMALLER")
         return ConditionalShapeResizer(cond, c.size_threshold, resize_method_name(c.resize_method),
-                                       c.convert_to_grayscale)
+                                       c.convert_to_grayscale, half_pixel_centers=half_pixel_centers)
     if kind == "pad_to_multiple_resizer":
         return PadToMultipleResizer(config.pad_to_multiple_resizer.multiple)
     if kind is None:

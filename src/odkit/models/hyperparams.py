@@ -231,18 +231,33 @@ class ConvBnAct(nn.Sequential):
         super().__init__(*layers)
 
 
+def keras_default_pointwise(conv: nn.Conv2d) -> nn.Conv2d:
+    """A SeparableConv2D pointwise kernel built without pointwise_initializer/regularizer (TF OD API FPN and
+    weight-shared towers set only the depthwise ones): Keras glorot_uniform, no l2."""
+    nn.init.xavier_uniform_(conv.weight)
+    setattr(conv, L2_ATTR, 0.0)
+    return conv
+
+
 class SeparableConv(nn.Sequential):
-    """Keras SeparableConv2D: depthwise kxk then pointwise 1x1 (no norm in between), then bn/activation."""
+    """Keras SeparableConv2D: depthwise kxk then pointwise 1x1 (no norm in between), then bn/activation.
+
+    ``pointwise_hyperparams=False``: the pointwise conv gets Keras' defaults (glorot_uniform, no l2), as the
+    TF OD API's `create_conv_block` (FPN) builds it; BiFPN applies the hyperparams to both.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, hp: ConvHyperparams, *, stride: int = 1,
                  activation: bool = True, batch_norm: bool = True, freeze_bn: bool = False,
-                 explicit_padding: bool = False, bias: bool | None = None) -> None:
+                 explicit_padding: bool = False, bias: bool | None = None,
+                 pointwise_hyperparams: bool = True) -> None:
         use_bias = (hp.use_bias if batch_norm else True) if bias is None else bias
         layers: list[nn.Module] = [
             conv2d(in_ch, in_ch, kernel, hp, stride=stride, groups=in_ch, bias=False,
                    explicit_padding=explicit_padding),
             conv2d(in_ch, out_ch, 1, hp, bias=use_bias),
         ]
+        if not pointwise_hyperparams:
+            keras_default_pointwise(layers[1])
         if batch_norm and hp.batch_norm is not None:
             layers.append(batch_norm_layer(out_ch, hp.batch_norm, frozen=freeze_bn))
         if activation:

@@ -22,7 +22,7 @@ def conv_block(in_ch: int, out_ch: int, hp: ConvHyperparams, *, stride: int, use
     """TF `create_conv_block`: (separable) 3x3 conv + batch norm + activation."""
     if use_depthwise:
         return SeparableConv(in_ch, out_ch, 3, hp, stride=stride, freeze_bn=freeze_bn,
-                             explicit_padding=explicit_padding)
+                             explicit_padding=explicit_padding, pointwise_hyperparams=False)
     return ConvBnAct(in_ch, out_ch, 3, hp, stride=stride, freeze_bn=freeze_bn, explicit_padding=explicit_padding)
 
 
