@@ -49,14 +49,14 @@ def _train_and_eval(tmp: Path, train_glob: str, val_glob: str, label_map: Path, 
 
 def test_demo_on_builtin_data(tmp_path: Path) -> None:
     """`odkit demo` with fewer images and steps: every stage runs and the model really detects."""
-    summary = run_demo(workdir=tmp_path / "w", config=str(DEMO_CONFIG), steps=400, images_per_class=40)
+    summary = run_demo(workdir=tmp_path / "w", config=str(DEMO_CONFIG), steps=800, images_per_class=40)
     w = tmp_path / "w"
     on_disk = json.loads((w / "summary.json").read_text())
-    assert on_disk["steps"] == 400 and on_disk["config"] == DEMO_CONFIG.name
+    assert on_disk["steps"] == 800 and on_disk["config"] == DEMO_CONFIG.name
     for key in ("dataset", "config", "steps", "seconds", "metrics", "export_dir"):
         assert key in on_disk
     assert set(COCO_KEYS) <= set(on_disk["metrics"])
-    assert summary["metrics"][MAP50] >= 0.15, summary["metrics"]
+    assert summary["metrics"][MAP50] >= 0.3, summary["metrics"]  # measured 0.61 (400 steps gave 0.18: too close)
     export = Path(on_disk["export_dir"])
     for name in ("model.onnx", "model.torchscript.pt", "pipeline.config", "label_map.pbtxt", "export_info.json"):
         assert (export / name).is_file(), name
