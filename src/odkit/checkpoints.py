@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from odkit import __version__
 from odkit.errors import OdkitError
-from odkit.fileio import atomic_write_text
+from odkit.fileio import atomic_write_text, fsync_dir
 
 if TYPE_CHECKING:
     import torch
@@ -233,19 +233,6 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _cpu_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # clone: safetensors refuses tensors that share storage (tied weights)
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
@@ -305,7 +292,7 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(d)
+    fsync_dir(d)
     ckpts = list_checkpoints(d)
     stale = ckpts[:-keep] if keep > 0 and len(ckpts) > keep else []
     write_index(d, ckpts[len(stale) :])

@@ -62,7 +62,8 @@ def temp_name(path: str | os.PathLike[str], suffix: str = "") -> Path:
     return p.with_name(f".{p.name}.tmp-{os.getpid()}{suffix}")
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder so a rename inside it is durable (best effort: some filesystems refuse)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -120,7 +121,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, suffix: str 
         if isinstance(exc, OSError):
             raise _write_error(p, exc) from None
         raise
-    _fsync_dir(p.parent)
+    fsync_dir(p.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -183,7 +184,7 @@ def atomic_dir(path: str | os.PathLike[str], *, replace: bool = True) -> Iterato
         if isinstance(exc, OSError):
             raise _write_error(p, exc) from None
         raise
-    _fsync_dir(p.parent)
+    fsync_dir(p.parent)
 
 
 def _pid_alive(pid: int) -> bool:
