@@ -58,6 +58,38 @@ def draw_boxes(
     return img
 
 
+def draw_keypoints(
+    image: Image.Image,
+    keypoints: np.ndarray | Sequence[Any],
+    visible: np.ndarray | Sequence[Any] | None = None,
+    class_ids: Sequence[int] | np.ndarray | None = None,
+    edges: Sequence[tuple[int, int]] = (),
+    radius: int | None = None,
+) -> Image.Image:
+    """Draw keypoints in place on ``image``: [N, K, 2] normalized (y, x); ``visible`` [N, K] (default: finite
+    coordinates); a dot per keypoint in its object's class colour, ``edges`` (start, end) as lines."""
+    pts = np.asarray(keypoints, dtype=np.float64)
+    if pts.size == 0:
+        return image
+    pts = pts.reshape((-1,) + pts.shape[-2:])
+    ok = np.isfinite(pts).all(axis=-1)
+    if visible is not None:
+        ok &= np.asarray(visible, dtype=bool).reshape(ok.shape)
+    w, h = image.size
+    r = radius or max(2, round(min(w, h) / 150))
+    draw = ImageDraw.Draw(image)
+    for i in range(pts.shape[0]):
+        color = color_for(int(class_ids[i]) if class_ids is not None else 1)
+        xy = [(float(p[1]) * w, float(p[0]) * h) for p in pts[i]]
+        for a, b in edges:
+            if 0 <= a < len(xy) and 0 <= b < len(xy) and ok[i, a] and ok[i, b]:
+                draw.line([xy[a], xy[b]], fill=color, width=max(1, r // 2))
+        for k, (x, y) in enumerate(xy):
+            if ok[i, k]:
+                draw.ellipse([x - r, y - r, x + r, y + r], fill=color, outline=(255, 255, 255))
+    return image
+
+
 def draw_detections(image: np.ndarray | Image.Image, detections: Sequence[Any]) -> Image.Image:
     """Draw odkit.inference.detector.Detection objects (class_id, class_name, score, box)."""
     return draw_boxes(
