@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # Lowest first. One row = one layer; packages in the same row do not import each other.
 LAYERS: list[set[str]] = [
     {"odkit.version", "odkit.errors", "odkit.protos"},
-    {"odkit.runtime", "odkit.fileio", "odkit.devices"},
+    {"odkit.runtime", "odkit.fileio", "odkit.devices", "odkit.drawing"},
     {"odkit.config"},
     {"odkit.data"},
     {"odkit.inference"},  # runtime on exported models: numpy, Pillow, onnxruntime; no torch
