@@ -187,28 +187,82 @@ def _bytes_left(f: IO[bytes]) -> int | None:
     return size - f.tell()
 
 
-def _read_at(f: IO[bytes], path: str, offset: int, verify: bool, record_no: int | None = None) -> tuple[bytes, int]:
-    """Read the record at ``offset`` (file positioned there). Returns (data, next offset)."""
+class RecordError(DataError):
+    """A record that cannot be read (``where`` names the file, offset and record number)."""
+
+
+class TruncatedRecord(RecordError):
+    """The file ends inside the record (or its declared length is impossible): nothing after it can be read."""
+
+
+class CorruptRecordLength(RecordError):
+    """The length's CRC does not match: corrupt, or not a TFRecord file; nothing after it can be located."""
+
+
+class CorruptRecordData(RecordError):
+    """The data's CRC does not match; the length was checked, so reading can go on at ``next_offset``."""
+
+    def __init__(self, message: str, *, next_offset: int, where: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.next_offset = next_offset
+
+
+def _read_at(f: IO[bytes], path: str, offset: int, verify: bool, record_no: int | None = None, *,
+             size: int | None = None, read_data: bool = True) -> tuple[bytes | None, int]:
+    """Read the record at ``offset`` (file positioned there; ``size``: the file's, when known). Returns (data, next
+    offset); data is None with ``read_data=False`` (the header alone is read and checked)."""
     where = f"{os.path.basename(path)}:offset {offset}" + (f" (record {record_no})" if record_no is not None else "")
     header = _read_exact(f, 12)
     if len(header) < 12:
-        raise DataError("truncated record header", where=where, hint="the file is cut short; re-create it")
+        raise TruncatedRecord("truncated record header", where=where, hint="the file is cut short; re-create it")
     length, length_crc = _HEADER.unpack(header)
     if verify and masked_crc32c(header[:8]) != length_crc:
-        raise DataError("CRC mismatch in record length (corrupt or not a TFRecord file)", where=where)
-    left = _bytes_left(f)
+        raise CorruptRecordLength("CRC mismatch in record length (corrupt or not a TFRecord file)", where=where)
+    left = size - offset - 12 if size is not None else _bytes_left(f)
     if (left is not None and length + 4 > left) or length > MAX_RECORD_BYTES:
-        raise DataError(f"truncated record (header says {length} bytes of data, "
-                        f"{'at most ' + str(MAX_RECORD_BYTES) + ' allowed' if left is None else str(left) + ' left'})",
-                        where=where, hint="the file is cut short or corrupt; re-create it")
+        raise TruncatedRecord(f"truncated record (header says {length} bytes of data, "
+                              f"{'at most ' + str(MAX_RECORD_BYTES) + ' allowed' if left is None else str(left) + ' left'})",
+                              where=where, hint="the file is cut short or corrupt; re-create it")
+    next_offset = offset + 16 + length
+    if not read_data:
+        return None, next_offset
     data = _read_exact(f, length)
     footer = _read_exact(f, 4)
     if len(data) < length or len(footer) < 4:
-        raise DataError(f"truncated record (expected {length} bytes of data)", where=where)
+        raise TruncatedRecord(f"truncated record (expected {length} bytes of data)", where=where)
     if verify and masked_crc32c(data) != _U32.unpack(footer)[0]:
-        raise DataError("CRC mismatch in record data (corrupt file)", where=where,
-                        hint="re-create the file or pass --skip_corrupt")
-    return data, offset + 16 + length
+        raise CorruptRecordData("CRC mismatch in record data (corrupt file)", where=where, next_offset=next_offset,
+                                hint="re-create the file or pass --skip_corrupt")
+    return data, next_offset
+
+
+def _walk(path: str, verify: bool, *, read_data: bool = True, skip_corrupt: bool = False,
+          on_skip: Any = None) -> Iterator[tuple[int, int, bytes | None]]:
+    """(index in file, offset, data) of every record of one file: the one loop over a file's records.
+
+    With ``skip_corrupt``: a CorruptRecordData is skipped and reading goes on at the next record; any other
+    RecordError (a bad length or a cut file) ends this file. ``on_skip(error)`` is called for each skip.
+    """
+    with open_file(path) as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        offset = 0
+        n = 0
+        while offset < size:
+            f.seek(offset)
+            try:
+                data, next_offset = _read_at(f, path, offset, verify, n, size=size, read_data=read_data)
+            except RecordError as exc:
+                if not skip_corrupt:
+                    raise
+                if on_skip is not None:
+                    on_skip(exc)
+                if not isinstance(exc, CorruptRecordData):
+                    return
+                offset, n = exc.next_offset, n + 1
+                continue
+            yield n, offset, data
+            offset, n = next_offset, n + 1
 
 
 _INDEX_CACHE: dict[tuple[str, int, int, int], list[int]] = {}
@@ -233,17 +287,8 @@ class TFRecordReader:
         self.verify = verify
 
     def __iter__(self) -> Iterator[bytes]:
-        with open_file(self.path) as f:
-            offset = 0
-            n = 0
-            while True:
-                peek = f.read(1)
-                if not peek:
-                    return
-                f.seek(offset)
-                data, offset = _read_at(f, self.path, offset, self.verify, n)
-                n += 1
-                yield data
+        for _n, _offset, data in _walk(self.path, self.verify):
+            yield data  # type: ignore[misc]
 
     def index(self) -> list[int]:
         """Byte offsets of every record (one sequential scan of headers; cached per file, size, mtime and inode).
@@ -256,25 +301,7 @@ class TFRecordReader:
                 cached = _INDEX_CACHE.get(key)
             if cached is not None:
                 return list(cached)
-        offsets: list[int] = []
-        with open_file(self.path) as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            offset = 0
-            while offset < size:
-                f.seek(offset)
-                header = _read_exact(f, 12)
-                where = f"{os.path.basename(self.path)}:offset {offset} (record {len(offsets)})"
-                if len(header) < 12:
-                    raise DataError("truncated record header", where=where)
-                length, length_crc = _HEADER.unpack(header)
-                if self.verify and masked_crc32c(header[:8]) != length_crc:
-                    raise DataError("CRC mismatch in record length (corrupt or not a TFRecord file)", where=where)
-                end = offset + 16 + length
-                if end > size:
-                    raise DataError(f"truncated record (expected {length} bytes of data)", where=where)
-                offsets.append(offset)
-                offset = end
+        offsets = [offset for _n, offset, _data in _walk(self.path, self.verify, read_data=False)]
         if key is not None:
             with _INDEX_LOCK:
                 _INDEX_CACHE[key] = list(offsets)
@@ -348,30 +375,8 @@ def iter_records_with_location(
     is called for each skip.
     """
     for path in expand_paths(paths):
-        with open_file(path) as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            offset = 0
-            n = 0
-            while offset < size:
-                f.seek(offset)
-                start = offset
-                try:
-                    data, offset = _read_at(f, path, offset, verify, n)
-                except DataError as exc:
-                    if not skip_corrupt:
-                        raise
-                    if on_skip is not None:
-                        on_skip(exc)
-                    if "record data" not in exc.message:
-                        break
-                    f.seek(start)
-                    length = _HEADER.unpack(_read_exact(f, 12))[0]
-                    offset = start + 16 + length
-                    n += 1
-                    continue
-                yield path, n, start, data
-                n += 1
+        for n, offset, data in _walk(path, verify, skip_corrupt=skip_corrupt, on_skip=on_skip):
+            yield path, n, offset, data  # type: ignore[misc]
 
 
 # ----------------------------------------------------------------------------------------------------------
