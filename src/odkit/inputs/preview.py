@@ -39,6 +39,9 @@ def collect(config: Any, split: str, num: int, seed: int = 0) -> tuple[list[dict
         out.append({"image": batch["images"][0], "true_shape": batch["true_image_shapes"][0].tolist(),
                     "boxes": gt["boxes"][0, :n].tolist(), "classes": gt["classes"][0, :n].tolist(),
                     "source_id": batch["source_ids"][0]})
+        if "keypoints" in gt:
+            out[-1]["keypoints"] = gt["keypoints"][0, :n].numpy()
+            out[-1]["keypoint_visibilities"] = gt["keypoint_visibilities"][0, :n].numpy()
         if len(out) >= num:
             break
     return out, names
@@ -72,6 +75,10 @@ def render_grid(items: list[dict[str, Any]], names: dict[int, str]) -> Any:
             ty = max(0, y0 - 12)
             d.rectangle([x0, ty, x0 + 6 * len(label) + 4, ty + 11], fill=colour)
             d.text((x0 + 2, ty), label, fill=(0, 0, 0))
+        if "keypoints" in it:
+            from odkit.inference.draw import draw_keypoints
+
+            draw_keypoints(tile, it["keypoints"], it["keypoint_visibilities"], it["classes"])
         d.text((3, h - 12), str(it["source_id"])[:40], fill=(255, 255, 255))
         r, c = divmod(k, cols)
         grid.paste(tile, (gap + c * (tw + gap), gap + r * (th + gap)))
