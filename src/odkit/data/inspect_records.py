@@ -178,7 +178,7 @@ def draw_example(ex: DetectionExample, names: dict[int, str] | None = None) -> A
         d.rectangle([x0, ty, x0 + tw + 4, ty + 12], fill=color)
         d.text((x0 + 2, ty), text, fill=(0, 0, 0))
     if ex.num_keypoints:
-        from odkit.inference.draw import draw_keypoints
+        from odkit.drawing import draw_keypoints
 
         draw_keypoints(img, ex.keypoints, ex.keypoint_visibility > 0, ex.labels.tolist())
     return img
