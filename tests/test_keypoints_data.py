@@ -168,7 +168,7 @@ def test_input_loader_gives_keypoints_only_when_asked(coco_keypoints, tmp_path) 
     expected = np.stack([triples[perm, 1] / h, 1.0 - triples[perm, 0] / w], 1) * vis[:, None]
     np.testing.assert_allclose(gt["keypoints"][0, 0].numpy(), expected, atol=1e-6)
     # records preview draws them
-    from odkit.inputs.preview import render_grid
+    from odkit.workflows.preview import render_grid
 
     batch = next(iter(loader))
     item = {"image": batch["images"][0], "true_shape": [64, 64], "boxes": [], "classes": [1], "source_id": "x",

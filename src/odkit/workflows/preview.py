@@ -73,7 +73,7 @@ def render_grid(items: list[dict[str, Any]], names: dict[int, str]) -> Any:
             d.rectangle([x0, ty, x0 + 6 * len(label) + 4, ty + 11], fill=colour)
             d.text((x0 + 2, ty), label, fill=(0, 0, 0))
         if "keypoints" in it:
-            from odkit.inference.draw import draw_keypoints
+            from odkit.drawing import draw_keypoints
 
             draw_keypoints(tile, it["keypoints"], it["keypoint_visibilities"], it["classes"])
         d.text((3, h - 12), str(it["source_id"])[:40], fill=(255, 255, 255))
