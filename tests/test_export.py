@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from tiny_model import FixedResizer, TinyDetector
 
 from odkit.errors import OdkitError, UnsupportedError
+from odkit.export.compare import detection_differences
 from odkit.export.exporter import export_model, parse_formats
-from odkit.export.tiny_model import FixedResizer, TinyDetector
 from odkit.export.wrapper import OUTPUT_NAMES, ExportWrapper
-from odkit.inference.compare import detection_differences
 from odkit.inference.detector import Detector
 from odkit.inference.images import load_image
 

@@ -108,10 +108,12 @@ def build_dataset(input_reader: Any, model_config: Any, train_config: Any = None
     check_input_reader(input_reader)
     arch = model_arch(model_config)
     augmenter = None
+    num_keypoints = int(input_reader.num_keypoints)  # TF's decoder loads keypoints when this is > 0
     if is_training and train_config is not None and len(train_config.data_augmentation_options):
-        augmenter = build_augmenter(train_config.data_augmentation_options)
+        augmenter = build_augmenter(train_config.data_augmentation_options, num_keypoints)
     transform = InputTransform(resizer_for_model(model_config), augmenter,
-                               num_classes=arch.num_classes or None, retain_original_image=retain_original_images)
+                               num_classes=arch.num_classes or None, retain_original_image=retain_original_images,
+                               num_keypoints=num_keypoints, keypoint_type_weight=input_reader.keypoint_type_weight)
     label_map = None
     if input_reader.label_map_path:
         from odkit.data.label_map import load_label_map

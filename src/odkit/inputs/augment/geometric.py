@@ -1,4 +1,10 @@
-"""Flips, rotation, scaling, padding and patch ops (TF OD API core/preprocessor.py semantics)."""
+"""Flips, rotation, scaling, padding and patch ops (TF OD API core/preprocessor.py semantics).
+
+Keypoints move with the image as in TF (keypoint_ops): flips and rotation with their permutations, pads and
+crops by a change of frame, crops prune keypoints leaving the image to NaN; scaling / resizing leaves the
+normalized coordinates unchanged. Where TF moves keypoints but not their visibilities (vertical flip,
+rotation), odkit permutes the visibilities too, so a labelled keypoint keeps its label.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +13,45 @@ import random
 
 import torch
 
-from odkit.inputs.augment.sample import Sample, change_coordinate_frame, prune_and_clip_unit
+from odkit.inputs.augment.sample import KEYPOINTS, Sample, permute_keypoints, prune_and_clip_unit, reframe
 from odkit.inputs.resizers import resize_images
 
 
-def random_horizontal_flip(s: Sample, rng: random.Random, probability: float = 0.5) -> Sample:
+def random_horizontal_flip(s: Sample, rng: random.Random, probability: float = 0.5,
+                           keypoint_flip_permutation: tuple[int, ...] = ()) -> Sample:
+    """Flip left-right; keypoint k of the result is keypoint permutation[k] mirrored (keypoint_ops)."""
     if rng.random() < probability:
         s.image = s.image.flip(-1)
         b = s.boxes
         s.boxes = torch.stack([b[:, 0], 1.0 - b[:, 3], b[:, 2], 1.0 - b[:, 1]], dim=1)
+        kp = permute_keypoints(s, keypoint_flip_permutation)
+        if kp is not None:
+            s.fields[KEYPOINTS] = torch.stack([kp[..., 0], 1.0 - kp[..., 1]], dim=-1)
     return s
 
 
-def random_vertical_flip(s: Sample, rng: random.Random, probability: float = 0.5) -> Sample:
+def random_vertical_flip(s: Sample, rng: random.Random, probability: float = 0.5,
+                         keypoint_flip_permutation: tuple[int, ...] = ()) -> Sample:
     if rng.random() < probability:
         s.image = s.image.flip(-2)
         b = s.boxes
         s.boxes = torch.stack([1.0 - b[:, 2], b[:, 1], 1.0 - b[:, 0], b[:, 3]], dim=1)
+        kp = permute_keypoints(s, keypoint_flip_permutation)
+        if kp is not None:
+            s.fields[KEYPOINTS] = torch.stack([1.0 - kp[..., 0], kp[..., 1]], dim=-1)
     return s
 
 
-def random_rotation90(s: Sample, rng: random.Random, probability: float = 0.5) -> Sample:
-    """Rotate 90 degrees counter-clockwise."""
+def random_rotation90(s: Sample, rng: random.Random, probability: float = 0.5,
+                      keypoint_rot_permutation: tuple[int, ...] = ()) -> Sample:
+    """Rotate 90 degrees counter-clockwise: (y, x) -> (1 - x, y) (keypoint_ops.rot90)."""
     if rng.random() < probability:
         s.image = torch.rot90(s.image, 1, dims=(-2, -1))
         b = s.boxes
         s.boxes = torch.stack([1.0 - b[:, 3], b[:, 0], 1.0 - b[:, 1], b[:, 2]], dim=1)
+        kp = permute_keypoints(s, keypoint_rot_permutation)
+        if kp is not None:
+            s.fields[KEYPOINTS] = torch.stack([1.0 - kp[..., 1], kp[..., 0]], dim=-1)
     return s
 
 
@@ -91,7 +110,7 @@ def pad_to(s: Sample, height: int, width: int, off_y: int, off_x: int, color: li
     canvas[:, off_y:off_y + h, off_x:off_x + w] = s.image
     s.image = canvas
     window = torch.tensor([-off_y / h, -off_x / w, (height - off_y) / h, (width - off_x) / w])
-    s.boxes = change_coordinate_frame(s.boxes, window)
+    reframe(s, window)
 
 
 def random_pad_image(s: Sample, rng: random.Random, min_image_size: tuple[int, int] | None = None,
@@ -153,7 +172,14 @@ def random_self_concat_image(s: Sample, rng: random.Random, concat_vertical_prob
             first = torch.stack([b[:, 0], b[:, 1] / 2, b[:, 2], b[:, 3] / 2], 1)
             second = torch.stack([b[:, 0], b[:, 1] / 2 + 0.5, b[:, 2], b[:, 3] / 2 + 0.5], 1)
         s.boxes = torch.cat([first, second])
+        kp = s.keypoints
         s.fields = {k: torch.cat([v, v]) for k, v in s.fields.items()}
+        if kp is not None:  # TF leaves keypoints out of this op (they would no longer match the boxes)
+            axis = 0 if dim == 1 else 1
+            halves = [kp.clone(), kp.clone()]
+            halves[0][..., axis] = kp[..., axis] / 2
+            halves[1][..., axis] = kp[..., axis] / 2 + 0.5
+            s.fields[KEYPOINTS] = torch.cat(halves)
     return s
 
 
@@ -172,7 +198,7 @@ def random_scale_crop_and_pad_to_square(s: Sample, rng: random.Random, output_si
     out[:, :img.shape[1], :img.shape[2]] = img
     s.image = out
     window = torch.tensor([oy / sh, ox / sw, (oy + output_size) / sh, (ox + output_size) / sw])
-    s.boxes = change_coordinate_frame(s.boxes, window)
+    reframe(s, window)
     prune_and_clip_unit(s)
     return s
 
@@ -206,6 +232,6 @@ def random_square_crop_by_scale(s: Sample, rng: random.Random, scale_min: float 
     out[:, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0] = s.image[:, y0:y1, x0:x1]
     s.image = out
     window = torch.tensor([cy0 / h, cx0 / w, (cy0 + size) / h, (cx0 + size) / w])
-    s.boxes = change_coordinate_frame(s.boxes, window)
+    reframe(s, window)
     prune_and_clip_unit(s)
     return s
