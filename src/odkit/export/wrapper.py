@@ -14,6 +14,7 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "raw_detection_boxes",
     "raw_detection_scores",
     "detection_multiclass_scores",
+    "detection_masks",  # Mask R-CNN: [B, K, mh, mw] per-box probabilities (TF); predict reframes them
 )
 REQUIRED_OUTPUTS = OUTPUT_NAMES[:4]
 INPUT_NAME = "input_tensor"

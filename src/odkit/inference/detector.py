@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +23,41 @@ REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", 
 
 @dataclass(frozen=True)
 class Detection:
-    """One detection: 1-based label-map id, name, score and box [ymin, xmin, ymax, xmax] normalized."""
+    """One detection: 1-based label-map id, name, score and box [ymin, xmin, ymax, xmax] normalized;
+    Mask R-CNN exports also give ``mask``: uint8 [H, W] (0/1) in the image, TF's reframed and binarised
+    (> 0.5) ``detection_masks``."""
 
     class_id: int
     class_name: str
     score: float
     box: tuple[float, float, float, float]
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "class_id": self.class_id,
             "class_name": self.class_name,
             "score": round(self.score, 6),
             "box": [round(v, 6) for v in self.box],
         }
+        if self.mask is not None:
+            out["mask"] = mask_to_rle(self.mask)
+        return out
 
     def box_pixels(self, width: int, height: int) -> tuple[float, float, float, float]:
         """(xmin, ymin, xmax, ymax) in pixels of a width x height image."""
         ymin, xmin, ymax, xmax = self.box
         return xmin * width, ymin * height, xmax * width, ymax * height
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO compressed RLE {"size": [h, w], "counts": str} of a binary [H, W] mask (pycocotools' encoding,
+    via faster-coco-eval's mask API)."""
+    from faster_coco_eval.core import mask as mask_api
+
+    rle = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
+    counts = rle["counts"]
+    return {"size": [int(v) for v in rle["size"]], "counts": counts.decode() if isinstance(counts, bytes) else counts}
 
 
 def read_export_info(model_dir: Path) -> dict[str, Any]:
@@ -84,6 +100,17 @@ def read_export_info(model_dir: Path) -> dict[str, Any]:
 
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+def image_mask(box_mask: np.ndarray, box: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """One per-box mask [mh, mw] (probabilities) -> uint8 [H, W] 0/1 in the image (TF eval_util: reframe,
+    then > 0.5)."""
+    from odkit.core.masks import reframe_box_masks_to_image_masks
+
+    full = reframe_box_masks_to_image_masks(
+        np.asarray(box_mask, np.float32)[None], np.asarray(box, np.float32)[None], int(image_hw[0]), int(image_hw[1])
+    )
+    return (full[0] > 0.5).astype(np.uint8)
 
 
 class Detector:
@@ -162,9 +189,10 @@ class Detector:
 
     def to_detections(
         self, raw: dict[str, np.ndarray], index: int = 0, *, min_score: float | None = None,
-        max_boxes: int | None = None,
+        max_boxes: int | None = None, image_hw: tuple[int, int] | None = None,
     ) -> list[Detection]:
-        """Detections of image ``index`` in ``raw`` with score >= min_score, at most max_boxes, best first."""
+        """Detections of image ``index`` in ``raw`` with score >= min_score, at most max_boxes, best first.
+        With ``image_hw`` and ``detection_masks`` in ``raw``, each detection gets its image mask."""
         min_score = self.min_score if min_score is None else float(min_score)
         max_boxes = self.max_boxes if max_boxes is None else int(max_boxes)
         n = int(np.asarray(raw["num_detections"]).reshape(-1)[index])
@@ -177,11 +205,16 @@ class Detector:
                 break
             cid = int(round(float(classes[i])))
             box = tuple(float(v) for v in np.clip(boxes[i], 0.0, 1.0))
-            out.append(Detection(cid, self.class_name(cid), float(scores[i]), box))  # type: ignore[arg-type]
+            mask = None
+            if image_hw is not None and "detection_masks" in raw:
+                mask = image_mask(np.asarray(raw["detection_masks"])[index][i], boxes[i], image_hw)
+            out.append(Detection(cid, self.class_name(cid), float(scores[i]), box, mask))  # type: ignore[arg-type]
         return out
 
     def detect(
         self, image: ImageInput, *, min_score: float | None = None, max_boxes: int | None = None
     ) -> list[Detection]:
         """Detections for a path, bytes, PIL image or HxWx3 uint8 array."""
-        return self.to_detections(self.detect_raw(image), min_score=min_score, max_boxes=max_boxes)
+        pixels = load_image(image, self.max_pixels)
+        raw = self.run_batch(pixels[None])
+        return self.to_detections(raw, min_score=min_score, max_boxes=max_boxes, image_hw=pixels.shape[:2])

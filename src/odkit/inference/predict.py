@@ -115,7 +115,10 @@ def predict_images(
             pil = open_image(path, detector.max_pixels)
             pixels = np.asarray(pil, dtype=np.uint8)
             record["width"], record["height"] = pil.width, pil.height
-            dets = detector.to_detections(detector.run_batch(pixels[None]), min_score=min_score, max_boxes=max_boxes)
+            dets = detector.to_detections(
+                detector.run_batch(pixels[None]), min_score=min_score, max_boxes=max_boxes,
+                image_hw=(pil.height, pil.width),
+            )
             record["detections"] = [d.to_dict() for d in dets]
             if draw:
                 name = _drawn_name(path, used)
