@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set
+from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set, keypoint_metric_specs
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,12 @@ def dets_to_original_frame(boxes: np.ndarray, original_hw: np.ndarray) -> np.nda
     return (boxes.astype(np.float32) * np.array([oh, ow, oh, ow], dtype=np.float32)).astype(np.float32)
 
 
+def _as_corners(points: np.ndarray) -> np.ndarray:
+    """[..., 2] (y, x) -> [n, 4] (y, x, y, x) so the box frame conversions apply to points."""
+    flat = points.reshape(-1, 2)
+    return np.concatenate([flat, flat], axis=1)
+
+
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
                   eval_config: Any) -> np.ndarray:
@@ -105,6 +111,7 @@ def evaluate_model(
         recall_lower_bound=float(_field(eval_config, "recall_lower_bound", 0.0)),
         recall_upper_bound=float(_field(eval_config, "recall_upper_bound", 1.0)),
         skip_predictions_for_unlabeled_class=bool(_field(eval_config, "skip_predictions_for_unlabeled_class", False)),
+        keypoint_metrics=keypoint_metric_specs(eval_config, label_map),
     )
     num_vis = int(_field(eval_config, "num_visualizations", 10))
     extras = EvalExtras(accumulator=acc)
@@ -159,6 +166,9 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
     g_classes = gt["classes"].cpu().numpy()
     g_num = gt["num_boxes"].cpu().numpy()
     optional = {k: gt[k].cpu().numpy().astype(bool) for k in ("is_crowd", "difficult", "group_of") if k in gt}
+    g_kp = gt["keypoints"].float().cpu().numpy() if "keypoints" in gt else None
+    g_kv = gt["keypoint_visibilities"].cpu().numpy() if "keypoints" in gt else None
+    d_kp = dets["detection_keypoints"].float().cpu().numpy() if "detection_keypoints" in dets else None
     tis = batch["true_image_shapes"].cpu().numpy()
     orig = batch["original_sizes"].cpu().numpy()
     padded = (int(images.shape[-2]), int(images.shape[-1]))
@@ -174,11 +184,21 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
         ds = d_scores[i, :nd]
         dc = np.rint(d_classes[i, :nd]).astype(np.int64)
         sid = str(batch["source_ids"][i]) if batch.get("source_ids") else ""
+        kp: dict[str, np.ndarray] = {}
+        if g_kp is not None and g_kv is not None:  # keypoints (y, x) scale like the boxes' (ymin, xmin)
+            kpt = g_kp[i, :ng][valid]
+            kp["gt_keypoints"] = gt_to_original_frame(_as_corners(kpt), padded, tis[i], orig[i])[:, :2] \
+                .reshape(kpt.shape)
+            kp["gt_keypoint_visibilities"] = g_kv[i, :ng][valid]
+        if d_kp is not None:
+            dk = d_kp[i, :nd]
+            kp["det_keypoints"] = dets_to_original_frame(_as_corners(dk), orig[i])[:, :2].reshape(dk.shape)
         acc.add_image(
             sid, gb, gc, db, ds, dc,
             gt_is_crowd=optional["is_crowd"][i, :ng][valid] if "is_crowd" in optional else None,
             gt_difficult=optional["difficult"][i, :ng][valid] if "difficult" in optional else None,
             gt_group_of=optional["group_of"][i, :ng][valid] if "group_of" in optional else None,
+            **kp,
         )
         extras.num_images += 1
         if len(extras.pictures) < num_vis:

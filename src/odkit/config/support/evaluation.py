@@ -48,7 +48,7 @@ RULES: dict[str, Rule] = {
     "EvalConfig.min_score_threshold": Honoured(where=_VIS),
     "EvalConfig.num_examples": Honoured(where=_EV),
     "EvalConfig.num_visualizations": Honoured(where=_EV),
-    "EvalConfig.parameterized_metric": Refused(reason="keypoint metrics are not supported by odkit"),
+    "EvalConfig.parameterized_metric": Honoured(where="odkit.evaluation.metrics"),  # coco_keypoint_metrics
     "EvalConfig.recall_lower_bound": Honoured(where="odkit.evaluation.pascal"),
     "EvalConfig.recall_upper_bound": Honoured(where="odkit.evaluation.pascal"),
     "EvalConfig.retain_original_image_additional_channels": Values(allowed={False}, where=_EV),
