@@ -57,9 +57,13 @@ def _permutation(values: Sequence[int], field: str, where: str, num_keypoints: i
 # ops that change the geometry without moving keypoints, in TF as in odkit: refused when keypoints are loaded
 NO_KEYPOINTS = {"autoaugment_image": "its translations / shears / rotations move boxes only (as in the TF OD API)"}
 
+# ops that change the geometry without moving masks (TF's do not take masks either): refused with masks
+NO_MASKS = {"autoaugment_image": "its translations / shears / rotations move boxes only (as in the TF OD API)"}
 
-def build_step(step: Any, num_keypoints: int = 0) -> Op:
-    """One PreprocessingStep -> op(sample, rng) -> sample. ``num_keypoints``: keypoints the input loads."""
+
+def build_step(step: Any, num_keypoints: int = 0, load_masks: bool = False) -> Op:
+    """One PreprocessingStep -> op(sample, rng) -> sample. ``num_keypoints``: keypoints the input loads;
+    ``load_masks``: instance masks are loaded (ops that cannot move them are refused by name)."""
     kind = step.WhichOneof("preprocessing_step")
     if kind is None:
         raise ConfigError("data_augmentation_options entry is empty")
@@ -68,6 +72,9 @@ def build_step(step: Any, num_keypoints: int = 0) -> Op:
                                hint="remove it or pass --allow_unsupported")
     c = getattr(step, kind)
     where = f"data_augmentation_options.{kind}"
+    if load_masks and kind in NO_MASKS:
+        raise UnsupportedError(f"{where} cannot be used with instance masks: {NO_MASKS[kind]}",
+                               hint="remove it or set the input reader's load_instance_masks to false")
     if num_keypoints and kind in NO_KEYPOINTS:
         raise UnsupportedError(f"{where} cannot be used with keypoints: {NO_KEYPOINTS[kind]}",
                                hint="remove it or set the input reader's num_keypoints to 0")
@@ -219,6 +226,7 @@ class Augmenter:
         return len(self.ops)
 
 
-def build_augmenter(steps: Sequence[Any], num_keypoints: int = 0) -> Augmenter:
-    """train_config.data_augmentation_options -> Augmenter (``num_keypoints`` > 0: keypoints are loaded)."""
-    return Augmenter([build_step(s, num_keypoints) for s in steps])
+def build_augmenter(steps: Sequence[Any], num_keypoints: int = 0, load_masks: bool = False) -> Augmenter:
+    """train_config.data_augmentation_options -> Augmenter (``num_keypoints`` > 0: keypoints are loaded;
+    ``load_masks``: instance masks are loaded)."""
+    return Augmenter([build_step(s, num_keypoints, load_masks) for s in steps])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-BOX_FIELDS = ("labels", "weights", "difficult", "group_of", "keypoints", "keypoint_visibilities")
+BOX_FIELDS = ("labels", "weights", "difficult", "group_of", "keypoints", "keypoint_visibilities", "masks")
 KEYPOINTS = "keypoints"  # float32 [N, K, 2] normalized (y, x); NaN = not labelled / pruned (TF's convention)
 KEYPOINT_VISIBILITIES = "keypoint_visibilities"  # bool [N, K]
+MASKS = "masks"  # uint8 [N, H, W] 0/1 instance masks in the image frame (they move with the image)
 
 
 @dataclass
@@ -41,6 +43,12 @@ class Sample:
     def keypoints(self) -> torch.Tensor | None:
         return self.fields.get(KEYPOINTS)
 
+    def map_masks(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Apply the image's geometric transform ``fn`` ([C, H, W] -> [C, H', W']) to the masks too."""
+        m = self.fields.get(MASKS)
+        if m is not None:
+            self.fields[MASKS] = fn(m)
+
     def keep(self, index: torch.Tensor) -> None:
         """Keep the boxes selected by a bool mask or an index tensor (and their fields)."""
         self.boxes = self.boxes[index]
@@ -63,7 +71,7 @@ def make_sample(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
     fields = {"labels": labels.to(torch.int64).reshape(n)}
     fields["weights"] = (torch.ones(n) if weights is None else weights.to(torch.float32).reshape(n))
     for k, v in extra.items():
-        fields[k] = v.reshape(n, *v.shape[1:]) if k in (KEYPOINTS, KEYPOINT_VISIBILITIES) else v.reshape(n)
+        fields[k] = v.reshape(n, *v.shape[1:]) if k in (KEYPOINTS, KEYPOINT_VISIBILITIES, MASKS) else v.reshape(n)
     return Sample(image, boxes, fields)
 
 
