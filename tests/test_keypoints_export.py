@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from tiny_model import FixedResizer, TinyDetector
 
 NK = 3
