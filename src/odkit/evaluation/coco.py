@@ -15,6 +15,7 @@ detection rank, vectorised over groups and IoU thresholds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,7 @@ SUMMARY = (
     ("Recall/AR@100 (large)", False, None, "large", 100),
 )
 METRIC_PREFIX = "DetectionBoxes_"
+MASK_METRIC_PREFIX = "DetectionMasks_"
 COCO_METRIC_KEYS = tuple(METRIC_PREFIX + name for name, *_ in SUMMARY)
 
 # pycocotools' keypoint Params and summarizeKps, with the TF OD API's names (COCO_KEYPOINT_METRIC_NAMES_AND_INDEX)
@@ -92,6 +94,7 @@ class CocoGroundtruth:
     category_list: np.ndarray  # int64: every evaluated category id
     keypoints: np.ndarray | None = None  # float64 [N, K, 3] x, y, visibility (COCO's triples), for OKS
     num_keypoints: np.ndarray | None = None  # int64 [N] (COCO's num_keypoints; default: count of v > 0)
+    masks: Sequence[dict] | None = None  # iouType "segm": one COCO RLE {"size": [h, w], "counts"} per row
 
 
 @dataclass
@@ -103,6 +106,7 @@ class CocoDetections:
     boxes: np.ndarray  # float64 [D, 4]
     scores: np.ndarray  # float64 [D]
     keypoints: np.ndarray | None = None  # float64 [D, K, 2 or 3] x, y (visibility unused by OKS)
+    masks: Sequence[dict] | None = None  # iouType "segm": one COCO RLE per row (areas: the masks' areas)
     areas: np.ndarray | None = None  # float64 [D]; default box w * h (TF's COCOWrapper; pycocotools' loadRes
     # for keypoints uses the keypoints' extent: pass that here to reproduce it)
 
@@ -178,6 +182,20 @@ def keypoint_oks(dt_kp: np.ndarray, gt_kp: np.ndarray, gt_box: np.ndarray, gt_ar
     return np.where(use, np.exp(-e), 0.0).sum(-1) / n
 
 
+def _mask_ious(dt_masks: Sequence[dict], gt_masks: Sequence[dict], d_rows: np.ndarray, g_rows: np.ndarray,
+               nd: np.ndarray, ng: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """[N, D, G] mask IoUs of padded groups (pycocotools maskUtils.iou; zeros in the padding)."""
+    from faster_coco_eval.core import mask as mask_api
+
+    out = np.zeros((d_rows.shape[0], d_rows.shape[1], g_rows.shape[1]))
+    for i in range(d_rows.shape[0]):
+        d = [dt_masks[int(j)] for j in d_rows[i, : nd[i]]]
+        g = [gt_masks[int(j)] for j in g_rows[i, : ng[i]]]
+        iou = np.asarray(mask_api.iou(d, g, [int(c) for c in crowd[i, : ng[i]]]), np.float64)
+        out[i, : nd[i], : ng[i]] = iou.reshape(len(d), len(g))
+    return out
+
+
 def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique keys of a sorted key array and their start offsets (plus the end)."""
     if keys.size == 0:
@@ -241,11 +259,16 @@ def _match_bucket(
 
 def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
              oks_sigmas: np.ndarray | None = None) -> CocoEvalResult:
-    """pycocotools' evaluate() + accumulate(), vectorised; ``iou_type`` "bbox" or "keypoints" (OKS with
+    """pycocotools' evaluate() + accumulate(), vectorised; ``iou_type`` "bbox", "segm" (mask IoU of the
+    rows' RLEs with pycocotools' own mask API as shipped by faster-coco-eval; crowd: intersection over the
+    detection's area; dt.areas should be the masks' areas as loadRes sets them) or "keypoints" (OKS with
     ``oks_sigmas`` [K], default pycocotools' COCO person sigmas; gt and dt need ``keypoints``)."""
-    if iou_type not in ("bbox", "keypoints"):
+    if iou_type not in ("bbox", "keypoints", "segm"):
         raise ValueError(f"iou_type {iou_type!r}")
     kp = iou_type == "keypoints"
+    seg = iou_type == "segm"
+    if seg and (gt.masks is None or dt.masks is None):
+        raise ValueError("segm evaluation needs groundtruth and detection masks (RLE)")
     params = KEYPOINT_PARAMS if kp else BOX_PARAMS
     max_dets, area_ranges = params.max_dets, params.area_ranges
     img_ids = np.unique(np.asarray(gt.all_image_ids, dtype=np.int64))
@@ -271,6 +294,7 @@ def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
     keep = ok_i & ok_k
     g_img, g_cat = gi[keep], gk[keep]
     g_box = np.asarray(gt.boxes, dtype=np.float64).reshape(-1, 4)[keep]
+    g_row = np.flatnonzero(keep)
     g_area = np.asarray(gt.areas, dtype=np.float64)[keep]
     g_crowd = np.asarray(gt.iscrowd, dtype=bool)[keep]
     g_ignore = g_crowd.copy()  # pycocotools: ignore = iscrowd (and, for keypoints, num_keypoints == 0)
@@ -281,8 +305,8 @@ def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
         g_ignore |= num_kp == 0
     g_group = g_img * n_cat + g_cat
     g_order = np.lexsort((np.arange(g_group.size), g_group))
-    g_group, g_box, g_area, g_crowd, g_cat, g_ignore, g_kp = (
-        x[g_order] for x in (g_group, g_box, g_area, g_crowd, g_cat, g_ignore, g_kp))
+    g_group, g_box, g_area, g_crowd, g_cat, g_ignore, g_kp, g_row = (
+        x[g_order] for x in (g_group, g_box, g_area, g_crowd, g_cat, g_ignore, g_kp, g_row))
 
     # detections: top maxDets[-1] per (image, category) by score, stable
     di, ok_i = index(dt.image_ids, img_ids)
@@ -290,18 +314,19 @@ def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
     keep = ok_i & ok_k
     d_img, d_cat = di[keep], dk[keep]
     d_box = np.asarray(dt.boxes, dtype=np.float64).reshape(-1, 4)[keep]
+    d_row = np.flatnonzero(keep)
     d_score = np.asarray(dt.scores, dtype=np.float64)[keep]
     d_area = d_box[:, 2] * d_box[:, 3] if dt.areas is None else np.asarray(dt.areas, np.float64)[keep]
     d_kp = d_kp_all[keep] if kp else np.zeros((d_box.shape[0], 0, 2))
     d_group = d_img * n_cat + d_cat
     d_order = np.lexsort((-d_score, d_group))
-    d_group, d_box, d_score, d_img, d_cat, d_area, d_kp = (
-        x[d_order] for x in (d_group, d_box, d_score, d_img, d_cat, d_area, d_kp))
+    d_group, d_box, d_score, d_img, d_cat, d_area, d_kp, d_row = (
+        x[d_order] for x in (d_group, d_box, d_score, d_img, d_cat, d_area, d_kp, d_row))
     d_keys, d_bounds = _segments(d_group)
     d_rank = np.arange(d_group.size) - np.repeat(d_bounds[:-1], np.diff(d_bounds))
     top = d_rank < max_dets[-1]
-    d_group, d_box, d_score, d_img, d_cat, d_rank, d_area, d_kp = (
-        x[top] for x in (d_group, d_box, d_score, d_img, d_cat, d_rank, d_area, d_kp)
+    d_group, d_box, d_score, d_img, d_cat, d_rank, d_area, d_kp, d_row = (
+        x[top] for x in (d_group, d_box, d_score, d_img, d_cat, d_rank, d_area, d_kp, d_row)
     )
     d_keys, d_bounds = _segments(d_group)
     g_keys, g_bounds = _segments(g_group)
@@ -333,6 +358,8 @@ def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
         area = g_area[gpos]
         if kp:
             ious = keypoint_oks(d_kp[dpos], g_kp[gpos], g_box[gpos], area, sigmas)
+        elif seg:
+            ious = _mask_ious(dt.masks, gt.masks, d_row[dpos], g_row[gpos], nd, ng, g_crowd[gpos])
         else:
             ious = box_iou_xywh(d_box[dpos], g_box[gpos], crowd)
         for a, (lo, hi) in enumerate(area_ranges):
@@ -415,8 +442,11 @@ def summary_metrics(
     *,
     include_metrics_per_category: bool = False,
     all_metrics_per_category: bool = False,
+    prefix: str = METRIC_PREFIX,
 ) -> dict[str, float]:
-    """The TF OD API's coco_detection_metrics dict (DetectionBoxes_* keys)."""
+    """The TF OD API's coco_detection_metrics dict (DetectionBoxes_* keys; coco_mask_metrics: prefix
+    MASK_METRIC_PREFIX, DetectionMasks_*)."""
+    METRIC_PREFIX = prefix  # noqa: N806 - the keys below use the requested prefix
     out = {METRIC_PREFIX + name: float(v) for (name, *_), v in zip(result.params.summary, result.stats)}
     if include_metrics_per_category:
         names = category_names or {}

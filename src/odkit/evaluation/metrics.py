@@ -10,6 +10,9 @@ eval: scale_to_absolute with original_image_spatial_shape). Groundtruth conventi
   CocoKeypointEvaluator): per class, the label map's keypoints of that class (by id), OKS sigmas by keypoint
   name (0.05 where none are given), detection area = box area (TF's COCOWrapper), metrics
   ``Keypoints_<name> ByCategory/<class>``.
+- COCO masks (``coco_mask_metrics``, the TF OD API's CocoMaskEvaluator): groundtruth and detection masks in
+  the original image (uint8 [N, H, W]) are RLE-encoded when added; mask IoU, detection area = mask area,
+  groundtruth area as for boxes; metrics ``DetectionMasks_*``.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from odkit.evaluation.pascal import PascalEvaluation
 log = logging.getLogger(__name__)
 
 COCO = "coco_detection_metrics"
+COCO_MASKS = "coco_mask_metrics"
 PASCAL = "pascal_voc_detection_metrics"
 WEIGHTED_PASCAL = "weighted_pascal_voc_detection_metrics"
-SUPPORTED_METRICS = (COCO, PASCAL, WEIGHTED_PASCAL)
+SUPPORTED_METRICS = (COCO, COCO_MASKS, PASCAL, WEIGHTED_PASCAL)
 
 
 def check_metrics_set(metrics_set: Iterable[str]) -> list[str]:
@@ -60,6 +64,8 @@ class ImageRecord:
     gt_keypoints: np.ndarray | None = None  # float32 [N, K, 2] yx absolute
     gt_keypoint_visibilities: np.ndarray | None = None  # bool [N, K]
     det_keypoints: np.ndarray | None = None  # float32 [D, K, 2] yx absolute
+    gt_masks: list[dict] | None = None  # COCO RLEs in the original image
+    det_masks: list[dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,20 @@ def keypoint_metric_specs(eval_config: Any, label_map: Any) -> list[KeypointMetr
         specs.append(KeypointMetricSpec(cid, km.class_label, ids,
                                         tuple(float(sig[by_id[i]]) if sig else 0.05 for i in ids)))
     return specs
+
+
+def _rles(masks: np.ndarray | None, n: int) -> list[dict] | None:
+    """uint8 [n, H, W] masks -> COCO RLEs (pycocotools' encoding, via faster-coco-eval's mask API)."""
+    if masks is None:
+        return None
+    from faster_coco_eval.core import mask as mask_api
+
+    m = np.asarray(masks)
+    if m.ndim != 3 or m.shape[0] != n:
+        raise ValueError(f"masks must be [{n}, H, W], got {list(m.shape)}")
+    if n == 0:
+        return []
+    return list(mask_api.encode(np.asfortranarray(m.transpose(1, 2, 0).astype(np.uint8))))
 
 
 def _arr(x: object, dtype: type, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -156,9 +176,12 @@ class DetectionMetrics:
         gt_keypoints: np.ndarray | None = None,
         gt_keypoint_visibilities: np.ndarray | None = None,
         det_keypoints: np.ndarray | None = None,
+        gt_masks: np.ndarray | None = None,
+        det_masks: np.ndarray | None = None,
     ) -> None:
         """One image; an empty or repeated image_id gets a unique suffix (#n) so no image is lost.
-        Keypoints ([N, K, 2] / [D, K, 2] (y, x) absolute pixels) are needed by keypoint metrics only."""
+        Keypoints ([N, K, 2] / [D, K, 2] (y, x) absolute pixels) are needed by keypoint metrics only;
+        masks (uint8 [N, H, W] / [D, H, W] 0/1 in the original image) by coco_mask_metrics only."""
         image_id = str(image_id)
         if not image_id or image_id in self._ids:
             new_id = f"{image_id}#{len(self.images)}"
@@ -180,6 +203,7 @@ class DetectionMetrics:
             keep = np.isin(dc, list(labeled))
             db, ds, dc = db[keep], ds[keep], dc[keep]
             dk = None if dk is None else dk[keep]
+            det_masks = None if det_masks is None else np.asarray(det_masks)[keep]
         gk = None if gt_keypoints is None else _points(gt_keypoints, n)
         gv = None
         if gk is not None:
@@ -189,7 +213,7 @@ class DetectionMetrics:
             ImageRecord(
                 image_id, gb, _arr(gt_classes, np.int64), flags(gt_is_crowd), flags(gt_difficult),
                 flags(gt_group_of), None if gt_area is None else _arr(gt_area, np.float32), db, ds, dc,
-                gk, gv, dk,
+                gk, gv, dk, _rles(gt_masks, n), _rles(det_masks, db.shape[0]),
             )
         )
 
@@ -201,8 +225,16 @@ class DetectionMetrics:
         pos = {k: i for i, k in enumerate(ids)}
         cat_set = np.array(sorted(self.categories), dtype=np.int64)
         gi, gc, gb, ga, gcr, di, dc, db, ds = [], [], [], [], [], [], [], [], []
+        with_masks = bool(self.images) and all(r.gt_masks is not None and r.det_masks is not None
+                                                for r in self.images)
+        gm: list[dict] = []
+        dm: list[dict] = []
         for r in self.images:
             keep = np.isin(r.gt_classes, cat_set)
+            if with_masks:
+                gm += [r.gt_masks[j] for j in np.flatnonzero(keep)]  # type: ignore[index]
+                dkeep = np.isin(r.det_classes, cat_set)
+                dm += [r.det_masks[j] for j in np.flatnonzero(dkeep)]  # type: ignore[index]
             b = r.gt_boxes[keep]
             # coco_tools._ConvertBoxToCOCOFormat / area, in float32 as the TF OD API
             xywh = np.stack([b[:, 1], b[:, 0], b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]], axis=1)
@@ -229,9 +261,14 @@ class DetectionMetrics:
 
         gt = coco.CocoGroundtruth(
             cat(gi, np.int64), cat(gc, np.int64), cat(gb, np.float64, 4), cat(ga, np.float64), cat(gcr, bool),
-            np.arange(len(ids), dtype=np.int64), cat_set,
+            np.arange(len(ids), dtype=np.int64), cat_set, masks=gm if with_masks else None,
         )
-        dt = coco.CocoDetections(cat(di, np.int64), cat(dc, np.int64), cat(db, np.float64, 4), cat(ds, np.float64))
+        dt = coco.CocoDetections(cat(di, np.int64), cat(dc, np.int64), cat(db, np.float64, 4), cat(ds, np.float64),
+                                 masks=dm if with_masks else None)
+        if with_masks:
+            from faster_coco_eval.core import mask as mask_api
+
+            dt.areas = np.asarray([float(mask_api.area(m)) for m in dm], np.float64)
         return gt, dt, ids
 
     def coco_json(self) -> tuple[dict, list[dict]]:
@@ -321,8 +358,19 @@ class DetectionMetrics:
             res = coco.evaluate(gt, dt, iou_type="keypoints", oks_sigmas=np.asarray(spec.sigmas))
             out.update(coco.keypoint_summary_metrics(res, spec.class_name))
         for name in self.metrics_set:
-            if name == COCO:
+            if name == COCO_MASKS:
                 gt, dt, _ = self.coco_arrays()
+                if gt.masks is None:
+                    raise UnsupportedError(
+                        "coco_mask_metrics needs groundtruth and detection masks",
+                        hint="use a Mask R-CNN model and set load_instance_masks: true in the eval input reader")
+                res = coco.evaluate(gt, dt, iou_type="segm")
+                out.update(coco.summary_metrics(
+                    res, self.categories, include_metrics_per_category=self.include_metrics_per_category,
+                    all_metrics_per_category=self.all_metrics_per_category, prefix=coco.MASK_METRIC_PREFIX))
+            elif name == COCO:
+                gt, dt, _ = self.coco_arrays()
+                dt.areas = None  # box areas (coco_arrays sets the mask areas for segm)
                 self.coco_result = coco.evaluate(gt, dt)
                 out.update(
                     coco.summary_metrics(
