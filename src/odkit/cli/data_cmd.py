@@ -147,13 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.records_command == "preview":
             check_output_file(args.out, "--out")
-            try:
-                from odkit.inputs.preview import run as preview_run
-            except ModuleNotFoundError as exc:
-                if not (exc.name or "").startswith("odkit"):
-                    raise
-                raise OdkitError("`odkit records preview` is not available in this build (odkit.inputs.preview "
-                                 "is missing)") from exc
+            from odkit.workflows.preview import run as preview_run
 
             return int(preview_run(args) or 0)
         from odkit.data.inspect_records import inspect_records

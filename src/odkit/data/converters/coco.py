@@ -5,6 +5,10 @@
 image entry's field of that name (e.g. ``breed`` for a single-category file that tags images).
 Images without annotations are written with no boxes. ``image/filename`` is the JSON's ``file_name``,
 ``image/source_id`` the image id (as TF's converter).
+Keypoints (COCO person keypoints): when a category names its ``keypoints``, every object gets K keypoints
+``image/object/keypoint/{x,y,visibility,text,num}`` from the annotation's ``keypoints`` triples
+(x, y, v in pixels; objects without them get zeros with visibility 0), as TF's create_coco_tf_record.py,
+and the written label map lists them (``keypoints { id label }``).
 Label map when none is given: with ``class_key``, the sorted names (ids 1..N); otherwise the categories,
 keeping COCO ids when they are all >= 1, else renumbered 1..N in id order.
 """
@@ -15,6 +19,8 @@ import json
 import math
 import os
 from typing import Any
+
+import numpy as np
 
 from odkit.data.converters.common import (
     Log,
@@ -62,9 +68,46 @@ def _dim(img: dict[str, Any], key: str, where: str) -> int | None:
         raise DataError(f"image {key} {str(value)[:40]!r} is not a non-negative number", where=where) from None
 
 
+def _keypoint_names(categories: list[Any], where: str) -> tuple[dict[int, tuple[str, ...]], tuple[str, ...] | None]:
+    """Per category id its keypoint names, and the dataset's names (None without keypoints); one K for all."""
+    per_cat: dict[int, tuple[str, ...]] = {}
+    for c in categories:
+        names = c.get("keypoints") if isinstance(c, dict) else None
+        if names is None:
+            continue
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DataError(f"category {str(c.get('id'))[:20]} has 'keypoints' {str(names)[:60]}, expected a "
+                            "list of names", where=where)
+        per_cat[int(c["id"])] = tuple(names)
+    sizes = {len(v) for v in per_cat.values() if v}
+    if len(sizes) > 1:
+        raise DataError(f"categories name different numbers of keypoints ({sorted(sizes)})", where=where,
+                        hint="a TFRecord holds one keypoint count per object; convert one category at a time")
+    first = next((v for v in per_cat.values() if v), None)
+    return per_cat, first
+
+
+def _annotation_keypoints(a: dict[str, Any], k: int, where: str) -> np.ndarray | None:
+    """COCO ``keypoints`` [x1, y1, v1, ...] -> float64 [K, 3], checked."""
+    raw = a.get("keypoints")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 3 * k:
+        raise DataError(f"annotation {str(a.get('id'))[:20]} has {len(raw) if isinstance(raw, list) else raw!r} "
+                        f"keypoint values, expected {3 * k} (x, y, v for {k} keypoints)", where=where)
+    try:
+        arr = np.asarray([float(v) for v in raw], np.float64).reshape(k, 3)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"annotation {str(a.get('id'))[:20]} has non-numeric keypoints", where=where) from exc
+    if not np.all(np.isfinite(arr)) or not np.all(np.isin(arr[:, 2], (0, 1, 2))):
+        raise DataError(f"annotation {str(a.get('id'))[:20]} has keypoints that are not finite or a visibility "
+                        "outside 0, 1, 2", where=where)
+    return arr
+
+
 def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = None
-                 ) -> tuple[list[SourceImage], list[tuple[int, str]]]:
-    """SourceImages in the order of the JSON's images, and the (id, name) categories."""
+                 ) -> tuple[list[SourceImage], list[tuple[int, str]], dict[int, tuple[str, ...]]]:
+    """SourceImages in the order of the JSON's images, the (id, name) categories and their keypoint names."""
     data = _load_json(annotations_file)
     cats: list[tuple[int, str]] = []
     cat_names: dict[int, str] = {}
@@ -77,6 +120,11 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"bad category entry {c!r}", where=annotations_file) from exc
         cat_names[cats[-1][0]] = cats[-1][1]
+    kp_per_cat, kp_names = _keypoint_names(data.get("categories", []) or [], annotations_file)
+    if kp_names is None and any(isinstance(a, dict) and a.get("keypoints")
+                                for a in data.get("annotations", []) or []):
+        raise DataError("annotations have 'keypoints' but no category names them (categories[].keypoints)",
+                        where=annotations_file, hint="add the keypoint names to the category, as COCO does")
     by_image: dict[Any, list[dict[str, Any]]] = {}
     for a in data.get("annotations", []) or []:
         if not isinstance(a, dict) or "image_id" not in a:
@@ -113,19 +161,27 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
                 if cid not in cat_names:
                     raise DataError(f"annotation {a.get('id')} has unknown category_id {cid!r}", where=where)
                 name = cat_names[cid]
+            kps = _annotation_keypoints(a, len(kp_names), where) if kp_names else None
             objects.append(SourceObject(name=name, xmin=x, ymin=y, xmax=x + w, ymax=y + h,
-                                        is_crowd=int(bool(a.get("iscrowd", 0)))))
+                                        is_crowd=int(bool(a.get("iscrowd", 0))), keypoints=kps))
         out.append(SourceImage(path=path, filename=file_name, source_id=str(img["id"]), where=where,
-                               width=width, height=height, objects=objects))
-    return out, cats
+                               width=width, height=height, objects=objects, keypoint_names=kp_names))
+    return out, cats, kp_per_cat
 
 
-def coco_label_map(cats: list[tuple[int, str]]) -> LabelMap:
+def coco_label_map(cats: list[tuple[int, str]], keypoint_names: dict[int, tuple[str, ...]] | None = None
+                   ) -> LabelMap:
+    """The categories as a label map; categories naming keypoints list them (``keypoints { id label }``)."""
     cats = sorted(cats)
+    kp = keypoint_names or {}
     if cats and all(i >= 1 for i, _ in cats) and len({i for i, _ in cats}) == len(cats):
+        kps = tuple(tuple(enumerate(kp.get(i, ()))) for i, _ in cats)
         return LabelMap(ids=tuple(i for i, _ in cats), names=tuple(n for _, n in cats),
-                        display_names=tuple(n for _, n in cats))
-    return LabelMap.from_names(dict.fromkeys(n for _, n in cats))
+                        display_names=tuple(n for _, n in cats), keypoints=kps if any(kps) else ())
+    lm = LabelMap.from_names(dict.fromkeys(n for _, n in cats))
+    by_name = {n: kp[i] for i, n in cats if i in kp}
+    kps = tuple(tuple(enumerate(by_name.get(n, ()))) for n in lm.names)
+    return LabelMap(lm.ids, lm.names, lm.display_names, keypoints=kps if any(kps) else ())
 
 
 def create_coco_tfrecord(
@@ -135,13 +191,13 @@ def create_coco_tfrecord(
 ) -> Summary:
     if not os.path.isdir(image_dir):
         raise DataError("image folder not found", where=image_dir)
-    images, cats = collect_coco(annotations_file, image_dir, class_key)
+    images, cats, kp_per_cat = collect_coco(annotations_file, image_dir, class_key)
     if label_map_path:
         label_map: LabelMap | None = load_label_map(label_map_path)
     elif class_key or not cats:
         label_map = derive_label_map(images)
     else:
-        label_map = coco_label_map(cats)
+        label_map = coco_label_map(cats, kp_per_cat)
     summary = write_dataset(images, output_path=output_path, label_map=label_map, num_shards=num_shards,
                             val_fraction=val_fraction, seed=seed, log=log)
     if not label_map_path:
