@@ -167,7 +167,8 @@ def test_peaks_keep_only_local_maxima_in_tf_order():
 # ------------------------------------------------------------------ configs
 BOX_CONFIGS = ("centernet_hg104_512x512_coco17_tpu-8.config", "centernet_hourglass104_512x512_coco17_tpu-8.config",
                "centernet_hourglass104_1024x1024_coco17_tpu-32.config",
-               "centernet_resnet101_v1_fpn_512x512_coco17_tpu-8.config")
+               "centernet_resnet101_v1_fpn_512x512_coco17_tpu-8.config",
+               "center_net_resnet101_v1_fpn_512x512_coco17_tpu-8.config")
 
 
 def test_zoo_center_net_box_configs_are_fully_supported(compat_dir):
@@ -176,9 +177,8 @@ def test_zoo_center_net_box_configs_are_fully_supported(compat_dir):
 
     for name in BOX_CONFIGS:
         assert [str(p) for p in check(load(compat_dir / "tfod_configs" / name))] == [], name
-    # the other CenterNet box configs: only refusals outside the model (keypoint input fields, Google's reader)
-    rest = {"center_net_resnet101_v1_fpn_512x512_coco17_tpu-8.config": ["train_input_reader.num_keypoints"],
-            "centernet_resnet50_v2_512x512_coco17_tpu-8.config": ["train_input_reader.external_input_reader",
+    # the other CenterNet box config reads Google-internal input readers
+    rest = {"centernet_resnet50_v2_512x512_coco17_tpu-8.config": ["train_input_reader.external_input_reader",
                                                                   "eval_input_reader[0].external_input_reader"]}
     for name, paths in rest.items():
         assert [p.path for p in check(load(compat_dir / "tfod_configs" / name))] == paths, name
