@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from odkit.cli import main
@@ -135,3 +136,51 @@ def test_coco_keypoint_errors(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert rc == 2 and "expected 6 (x, y, v for 2 keypoints)" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_input_loader_gives_keypoints_only_when_asked(coco_keypoints, tmp_path) -> None:
+    from google.protobuf import text_format
+
+    from odkit.inputs.builder import build_input_loader
+    from odkit.protos import pipeline_pb2
+
+    ann, image_dir, data = coco_keypoints
+    out = tmp_path / "kp.record"
+    assert main(["create-tfrecord", "--format", "coco", "--annotations_file", str(ann), "--image_dir",
+                 str(image_dir), "--output_path", str(out)]) == 0
+    flip = " ".join(f"keypoint_flip_permutation: {i}" for i in (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13,
+                                                                 16, 15))
+    cfg = text_format.Parse(f"""
+      model {{ ssd {{ num_classes: 2 image_resizer {{ fixed_shape_resizer {{ height: 64 width: 64 }} }} }} }}
+      train_config {{ data_augmentation_options {{ random_horizontal_flip {{ probability: 1.0 {flip} }} }} }}
+      train_input_reader {{ num_keypoints: 17 shuffle: false tf_record_input_reader {{ input_path: "{out}-00000-of-00001" }} }}
+    """, pipeline_pb2.TrainEvalPipelineConfig())
+    loader = build_input_loader(cfg.train_input_reader, cfg.model, cfg.train_config, is_training=True,
+                                batch_size=3, num_workers=0)
+    gt = next(iter(loader))["groundtruth"]
+    assert gt["keypoints"].shape == (3, 100, 17, 2) and gt["keypoint_visibilities"].dtype == torch.bool
+    first = data["annotations"][0]  # image 1, person 10: flipped, left/right swapped
+    w, h = data["images"][0]["width"], data["images"][0]["height"]
+    triples = np.asarray(first["keypoints"], np.float64).reshape(17, 3)
+    perm = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+    vis = triples[perm, 2] > 0
+    assert gt["keypoint_visibilities"][0, 0].numpy().tolist() == vis.tolist()
+    expected = np.stack([triples[perm, 1] / h, 1.0 - triples[perm, 0] / w], 1) * vis[:, None]
+    np.testing.assert_allclose(gt["keypoints"][0, 0].numpy(), expected, atol=1e-6)
+    # records preview draws them
+    from odkit.workflows.preview import render_grid
+
+    batch = next(iter(loader))
+    item = {"image": batch["images"][0], "true_shape": [64, 64], "boxes": [], "classes": [1], "source_id": "x",
+            "keypoints": batch["groundtruth"]["keypoints"][0, :1].numpy(),
+            "keypoint_visibilities": batch["groundtruth"]["keypoint_visibilities"][0, :1].numpy()}
+    plain_grid = np.asarray(render_grid([dict(item, keypoints=item["keypoints"][:0])], {}), np.int32)
+    grid = np.asarray(render_grid([item], {}), np.int32)
+    pts = item["keypoints"][0][item["keypoint_visibilities"][0]] * 64
+    rows, cols = (pts[:, 0].astype(int) + 4).clip(0, 67), (pts[:, 1].astype(int) + 4).clip(0, 67)  # 4 px margin
+    assert (np.abs(grid[rows, cols] - plain_grid[rows, cols]).sum(1) > 0).mean() > 0.8
+    cfg.train_input_reader.num_keypoints = 0
+    cfg.train_config.ClearField("data_augmentation_options")
+    plain = next(iter(build_input_loader(cfg.train_input_reader, cfg.model, cfg.train_config, is_training=True,
+                                         batch_size=3, num_workers=0)))["groundtruth"]
+    assert "keypoints" not in plain and "keypoint_visibilities" not in plain

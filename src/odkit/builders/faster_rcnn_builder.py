@@ -3,10 +3,13 @@
 `build_faster_rcnn(faster_rcnn_proto, is_training) -> DetectionModel`. Feature extractors:
 faster_rcnn_resnet{50,101,152}_keras and the TF1 names faster_rcnn_resnet{50,101,152} (torchvision ResNets,
 no pretrained download) with grid_anchor_generator, and faster_rcnn_resnet{50,101,152}_fpn_keras with
-multiscale_anchor_generator over the FPN levels. Refused with UnsupportedError naming the field: inception /
-other extractors, first_stage_features_stride other than 16, other anchor generators, second-stage
-predictors other than mask_rcnn_box_predictor, mask / keypoint prediction, number_of_stages 3, context_config,
-output_final_box(_rpn)_features.
+multiscale_anchor_generator over the FPN levels. Mask R-CNN: mask_rcnn_box_predictor predict_instance_masks
+builds `MaskRCNNMaskHead` from conv_hyperparams (number_of_stages 3 uses it; 2 builds it unused, as TF2).
+Refused with UnsupportedError naming the field: other extractors, first_stage_features_stride other than
+16, other anchor generators, second-stage predictors other than mask_rcnn_box_predictor, keypoint
+prediction, number_of_stages 3 without predict_instance_masks, context_config,
+output_final_box(_rpn)_features. resize_masks is honoured by the input pipeline (masks reach the model
+already resized with the image).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from odkit.models.faster_rcnn_feature_extractors import (
     ResNetFasterRcnnFeatureExtractor,
     ResNetFpnFasterRcnnFeatureExtractor,
 )
-from odkit.models.faster_rcnn_heads import MaskRCNNBoxPredictor, RPNHead
+from odkit.models.faster_rcnn_heads import MaskRCNNBoxPredictor, MaskRCNNMaskHead, RPNHead
 
 WHERE = "model.faster_rcnn"
 
@@ -34,11 +37,18 @@ def _refuse(frcnn) -> None:
             where=f"{WHERE}.num_classes",
             hint="set it to the number of label-map classes",
         )
-    if frcnn.number_of_stages not in (1, 2):
+    if frcnn.number_of_stages not in (1, 2, 3):
         raise UnsupportedError(
-            f"number_of_stages {frcnn.number_of_stages} is not supported (3 = masks)",
+            f"number_of_stages {frcnn.number_of_stages} is not supported",
             where=f"{WHERE}.number_of_stages",
-            hint="use 1 or 2",
+            hint="use 1, 2 or 3 (3 = Mask R-CNN)",
+        )
+    mp = frcnn.second_stage_box_predictor.mask_rcnn_box_predictor
+    if frcnn.number_of_stages == 3 and not mp.predict_instance_masks:
+        raise UnsupportedError(
+            "number_of_stages 3 needs a mask head",
+            where=f"{WHERE}.second_stage_box_predictor.mask_rcnn_box_predictor.predict_instance_masks",
+            hint="set predict_instance_masks: true or use number_of_stages 2",
         )
     if frcnn.HasField("context_config"):
         raise UnsupportedError(
@@ -130,6 +140,36 @@ def _feature_extractor(frcnn, is_training: bool):
     )
 
 
+
+
+def _mask_head(mp, in_channels: int, num_classes: int, bp_where: str):
+    where = f"{bp_where}.mask_rcnn_box_predictor"
+    if not mp.HasField("conv_hyperparams"):
+        raise UnsupportedError(
+            "predict_instance_masks needs conv_hyperparams (the mask head's convolutions)",
+            where=f"{where}.conv_hyperparams",
+        )
+    for name in ("mask_height", "mask_width", "mask_prediction_num_conv_layers"):
+        if getattr(mp, name) <= 0:
+            raise UnsupportedError(f"{name} must be > 0", where=f"{where}.{name}")
+    if mp.mask_prediction_conv_depth < 0:
+        raise UnsupportedError(
+            "mask_prediction_conv_depth must be >= 0 (0 = automatic)", where=f"{where}.mask_prediction_conv_depth"
+        )
+    hp = build_conv_hyperparams(mp.conv_hyperparams, f"{where}.conv_hyperparams")
+    return MaskRCNNMaskHead(
+        in_channels,
+        num_classes,
+        hp,
+        mask_height=mp.mask_height,
+        mask_width=mp.mask_width,
+        num_conv_layers=mp.mask_prediction_num_conv_layers,
+        conv_depth=mp.mask_prediction_conv_depth,
+        class_agnostic=mp.masks_are_class_agnostic,
+        convolve_then_upsample=mp.convolve_then_upsample_masks,
+    )
+
+
 def _anchor_generator(frcnn):
     """The first stage's anchors: grid_anchor_generator on one feature map, multiscale over the FPN levels."""
     where = f"{WHERE}.first_stage_anchor_generator"
@@ -178,32 +218,33 @@ def _rpn_head(frcnn, extractor, num_anchors_per_location):
     )
 
 
-def _second_stage_box_predictor(frcnn, extractor, num_classes: int):
-    """The box classifier (None for number_of_stages 1)."""
+def _second_stage_heads(frcnn, extractor, num_classes: int):
+    """(box classifier, mask head): (None, None) for number_of_stages 1; the mask head with
+    predict_instance_masks."""
     if frcnn.number_of_stages <= 1:
-        return None
-    where = f"{WHERE}.second_stage_box_predictor"
+        return None, None
+    bp_where = f"{WHERE}.second_stage_box_predictor"
     if frcnn.second_stage_box_predictor.WhichOneof("box_predictor_oneof") != "mask_rcnn_box_predictor":
         raise UnsupportedError(
-            "only mask_rcnn_box_predictor is supported as the second stage box predictor", where=where
+            "only mask_rcnn_box_predictor is supported as the second stage box predictor", where=bp_where
         )
     mp = frcnn.second_stage_box_predictor.mask_rcnn_box_predictor
-    for name in ("predict_instance_masks", "predict_keypoints"):
-        if getattr(mp, name):
-            raise UnsupportedError(
-                f"{name}: true is not supported", where=f"{where}.mask_rcnn_box_predictor.{name}"
-            )
+    if mp.predict_keypoints:
+        raise UnsupportedError(
+            "predict_keypoints: true is not supported",
+            where=f"{bp_where}.mask_rcnn_box_predictor.predict_keypoints",
+        )
     if mp.box_code_size != 4:
         raise UnsupportedError(
-            "box_code_size must be 4", where=f"{where}.mask_rcnn_box_predictor.box_code_size"
+            "box_code_size must be 4", where=f"{bp_where}.mask_rcnn_box_predictor.box_code_size"
         )
     if mp.use_dropout and not 0.0 < mp.dropout_keep_probability <= 1.0:
         raise UnsupportedError(
             "dropout_keep_probability must be in (0, 1]",
-            where=f"{where}.mask_rcnn_box_predictor.dropout_keep_probability",
+            where=f"{bp_where}.mask_rcnn_box_predictor.dropout_keep_probability",
         )
-    fc_hp = _fc_hyperparams(mp.fc_hyperparams, f"{where}.mask_rcnn_box_predictor.fc_hyperparams")
-    return MaskRCNNBoxPredictor(
+    fc_hp = _fc_hyperparams(mp.fc_hyperparams, f"{bp_where}.mask_rcnn_box_predictor.fc_hyperparams")
+    box_predictor = MaskRCNNBoxPredictor(
         extractor.box_classifier_channels,
         num_classes,
         fc_hp,
@@ -211,6 +252,10 @@ def _second_stage_box_predictor(frcnn, extractor, num_classes: int):
         dropout_keep_probability=mp.dropout_keep_probability,
         share_box_across_classes=mp.share_box_across_classes,
     )
+    mask_head = None
+    if mp.predict_instance_masks:
+        mask_head = _mask_head(mp, extractor.box_classifier_channels, num_classes, bp_where)
+    return box_predictor, mask_head
 
 
 def _second_stage_losses(frcnn):
@@ -247,6 +292,7 @@ def _meta_config(frcnn) -> FasterRcnnConfig:
         second_stage_localization_loss_weight=frcnn.second_stage_localization_loss_weight,
         second_stage_classification_loss_weight=frcnn.second_stage_classification_loss_weight,
         clip_anchors_to_image=frcnn.clip_anchors_to_image,
+        second_stage_mask_prediction_loss_weight=frcnn.second_stage_mask_prediction_loss_weight,
     )
 
 
@@ -257,7 +303,7 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
     extractor = feature_extractor or _feature_extractor(frcnn, is_training)
     anchor_generator = _anchor_generator(frcnn)
     rpn_head = _rpn_head(frcnn, extractor, anchor_generator.num_anchors_per_location())
-    box_predictor = _second_stage_box_predictor(frcnn, extractor, num_classes)
+    box_predictor, mask_head = _second_stage_heads(frcnn, extractor, num_classes)
     nms, score_converter = post_processing_builder.build(
         frcnn.second_stage_post_processing, f"{WHERE}.second_stage_post_processing"
     )
@@ -275,6 +321,7 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
         second_stage_classification_loss=cls_loss,
         hard_example_miner=miner,
         input_size=fixed_input_size(frcnn),
+        mask_head=mask_head,
     )
     model.train(is_training)
     return model

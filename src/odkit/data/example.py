@@ -5,8 +5,10 @@ Keys (as written by the TF OD API's dataset_tools): ``image/encoded``, ``image/f
 ``image/object/bbox/{ymin,xmin,ymax,xmax}`` (normalized floats), ``image/object/class/{label,text}``,
 ``image/object/{difficult,truncated,group_of,weight,view,is_crowd}``,
 ``image/object/keypoint/{x,y,visibility,text,num}`` (keypoints flattened per object, M*K normalized floats;
-visibility in the COCO convention 0 unlabelled, 1 labelled not visible, 2 visible).
-Masks, keypoint depths and DensePose are not supported: their presence raises UnsupportedError unless
+visibility in the COCO convention 0 unlabelled, 1 labelled not visible, 2 visible),
+``image/object/mask`` (instance masks, read with ``load_instance_masks``: one PNG string per object,
+mask_type PNG_MASKS, or N*H*W dense floats, NUMERICAL_MASKS; values > 0 are the object, as TF's decoder).
+Keypoint depths and DensePose are not supported: their presence raises UnsupportedError unless
 ``ignore_unsupported``.
 """
 
@@ -24,8 +26,8 @@ from odkit.errors import DataError, UnsupportedError
 from odkit.protos import example_pb2
 
 BOX_KEYS = ("image/object/bbox/ymin", "image/object/bbox/xmin", "image/object/bbox/ymax", "image/object/bbox/xmax")
+MASK_KEY = "image/object/mask"
 UNSUPPORTED_PREFIXES = (
-    "image/object/mask",
     "image/object/keypoint/z",
     "image/object/densepose/",
     "image/segmentation/",
@@ -60,6 +62,8 @@ class DetectionExample:
     keypoints: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 2), np.float32))
     keypoint_visibility: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
     keypoint_texts: list[str] = field(default_factory=list)
+    # masks: uint8 [N, height, width] 0/1 when decoded with load_instance_masks, else None
+    masks: np.ndarray | None = None
 
     @property
     def num_keypoints(self) -> int:
@@ -86,6 +90,7 @@ class DetectionExample:
             keypoint_texts=[t for i in idx for t in self.keypoint_texts[i * self.num_keypoints:
                                                                          (i + 1) * self.num_keypoints]]
             if len(self.keypoint_texts) == self.num_boxes * self.num_keypoints else [],
+            masks=None if self.masks is None else self.masks[idx],
         )
 
 
@@ -118,8 +123,14 @@ def decode_detection_example(
     label_map: Any = None,
     ignore_unsupported: bool = False,
     num_keypoints: int | None = None,
+    load_instance_masks: bool = False,
+    mask_type: str = "NUMERICAL_MASKS",
 ) -> DetectionExample:
     """Serialized tf.Example -> DetectionExample.
+
+    Masks: with ``load_instance_masks``, ``image/object/mask`` is decoded as ``mask_type`` (PNG_MASKS or
+    NUMERICAL_MASKS, the input reader's) into uint8 [N, height, width]; a record without masks gets N zero
+    masks only when it has no boxes, else DataError (TF would fail later too).
 
     Keypoints: with ``num_keypoints`` (the input reader's), the keypoint lists must hold N * num_keypoints
     values (DataError otherwise); without it, K is inferred as len / N.
@@ -191,7 +202,11 @@ def decode_detection_example(
         if "image/object/view" in feats else []
 
     keypoints, kp_vis, kp_texts = _decode_keypoints(feats, n, num_keypoints, where)
+    masks = None
+    if load_instance_masks:
+        masks = decode_masks(feats, n, one_int("image/height"), one_int("image/width"), mask_type, where)
     return DetectionExample(
+        masks=masks,
         image=bytes(image_list[0]),
         format=one_bytes("image/format", "jpeg").lower(),
         height=one_int("image/height"),
@@ -212,6 +227,53 @@ def decode_detection_example(
         keypoint_visibility=kp_vis,
         keypoint_texts=kp_texts,
     )
+
+
+def decode_masks(feats: Any, n: int, height: int, width: int, mask_type: str, where: str | None) -> np.ndarray:
+    """``image/object/mask`` -> uint8 [n, height, width] 0/1 (TfExampleDecoder: PNG channels=1 > 0, or the
+    dense floats reshaped to [-1, height, width] > 0)."""
+    f = feats[MASK_KEY] if MASK_KEY in feats else None
+    png = f is not None and len(f.bytes_list.value) > 0
+    dense = f is not None and len(f.float_list.value) > 0
+    if n == 0 and not png and not dense:
+        return np.zeros((0, height, width), np.uint8)
+    if f is None or not (png or dense):
+        raise DataError(f"record has {n} boxes but no {MASK_KEY}", where=where,
+                         hint="write masks for every object or set load_instance_masks: false")
+    if png != (mask_type == "PNG_MASKS"):
+        found, other = ("PNG strings", "PNG_MASKS") if png else ("dense floats", "NUMERICAL_MASKS")
+        raise DataError(f"{MASK_KEY} holds {found} but the input reader's mask_type is {mask_type}", where=where,
+                         hint=f"set mask_type: {other} in the input reader")
+    if png:
+        from odkit.data.image_io import decode_mask_png
+
+        out = [decode_mask_png(bytes(b), where) for b in f.bytes_list.value]
+        bad = [m.shape for m in out if m.shape != (height, width)]
+        if bad:
+            raise DataError(f"a PNG mask is {bad[0][1]}x{bad[0][0]}, the image {width}x{height}", where=where)
+        masks = np.stack(out) if out else np.zeros((0, height, width), np.uint8)
+    else:
+        values = np.asarray(f.float_list.value, np.float32)
+        if height <= 0 or width <= 0 or values.size % (height * width):
+            raise DataError(f"{MASK_KEY} has {values.size} floats, not a multiple of height x width "
+                             f"{height}x{width}", where=where)
+        masks = (values.reshape(-1, height, width) > 0).astype(np.uint8)
+    if masks.shape[0] != n:
+        raise DataError(f"{MASK_KEY} has {masks.shape[0]} masks for {n} boxes", where=where)
+    return masks
+
+
+def mask_features(masks: np.ndarray, mask_format: str = "png") -> dict[str, example_pb2.Feature]:
+    """``image/object/mask`` for uint8/bool [N, H, W] masks: one 0/1 PNG per object (as TF's
+    create_coco_tf_record.py) or, with mask_format "numerical", the N*H*W floats."""
+    m = (np.asarray(masks) > 0).astype(np.uint8)
+    if m.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W], got {list(m.shape)}")
+    if mask_format == "numerical":
+        return {MASK_KEY: float_feature(m.astype(np.float32).reshape(-1))}
+    from odkit.data.image_io import encode_mask_png
+
+    return {MASK_KEY: bytes_feature([encode_mask_png(x) for x in m])}
 
 
 KEYPOINT_X, KEYPOINT_Y = "image/object/keypoint/x", "image/object/keypoint/y"
@@ -302,8 +364,12 @@ def detection_features(
     keypoints: np.ndarray | None = None,
     keypoint_visibility: np.ndarray | Sequence[Sequence[int]] | None = None,
     keypoint_texts: Sequence[str] | None = None,
+    masks: np.ndarray | None = None,
+    mask_format: str = "png",
 ) -> dict[str, example_pb2.Feature]:
     """The TF OD API feature dict; boxes are [N, 4] ymin, xmin, ymax, xmax normalized.
+
+    ``masks`` [N, height, width] (nonzero = object) as ``mask_format`` "png" or "numerical".
 
     ``keypoints`` [N, K, 2] (y, x) normalized, ``keypoint_visibility`` [N, K] (COCO 0/1/2; default 2),
     ``keypoint_texts`` K names (repeated per object, as TF's create_coco_tf_record.py) or N*K names.
@@ -341,6 +407,11 @@ def detection_features(
         feats["image/object/view"] = bytes_feature(list(view))
     if keypoints is not None:
         feats.update(keypoint_features(np.asarray(keypoints, np.float32), keypoint_visibility, keypoint_texts, n))
+    if masks is not None:
+        m = np.asarray(masks)
+        if m.ndim != 3 or m.shape[0] != n or m.shape[1:] != (height, width):
+            raise ValueError(f"masks must be [{n}, {height}, {width}], got {list(m.shape)}")
+        feats.update(mask_features(m, mask_format))
     return feats
 
 
@@ -378,5 +449,5 @@ def encode_from(ex: DetectionExample) -> bytes:
         difficult=ex.difficult, truncated=ex.truncated, group_of=ex.group_of, weights=ex.weights,
         view=ex.view or None, is_crowd=ex.is_crowd, sha256=ex.sha256 or None,
         keypoints=ex.keypoints if ex.num_keypoints else None, keypoint_visibility=ex.keypoint_visibility,
-        keypoint_texts=ex.keypoint_texts or None,
+        keypoint_texts=ex.keypoint_texts or None, masks=ex.masks,
     )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set
+from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set, keypoint_metric_specs
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,40 @@ def dets_to_original_frame(boxes: np.ndarray, original_hw: np.ndarray) -> np.nda
     return (boxes.astype(np.float32) * np.array([oh, ow, oh, ow], dtype=np.float32)).astype(np.float32)
 
 
+def _nearest_index(out_size: int, in_size: int) -> np.ndarray:
+    """TF1 resize_nearest_neighbor(align_corners=True) source rows: round(i * (in - 1) / (out - 1))."""
+    if out_size <= 1:
+        return np.zeros(max(out_size, 0), np.int64)
+    scale = np.float32((in_size - 1) / (out_size - 1))
+    return np.minimum(np.floor(np.arange(out_size, dtype=np.float32) * scale + np.float32(0.5)), in_size - 1
+                      ).astype(np.int64)
+
+
+def gt_masks_to_original(masks: np.ndarray, true_hw: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
+    """Groundtruth masks [N, H, W] of the padded model input -> uint8 [N, oh, ow] of the original image
+    (TF eval_util._resize_groundtruth_masks: crop the true region, nearest resize with align_corners)."""
+    th, tw = int(true_hw[0]), int(true_hw[1])
+    oh, ow = int(original_hw[0]), int(original_hw[1])
+    m = masks[:, :th, :tw]
+    return m[:, _nearest_index(oh, th)][:, :, _nearest_index(ow, tw)].astype(np.uint8)
+
+
+def det_masks_to_original(box_masks: np.ndarray, boxes: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
+    """Per-box mask probabilities [D, mh, mw] + boxes normalized to the true image -> uint8 [D, oh, ow] 0/1
+    (TF eval_util: reframe_box_masks_to_image_masks, then > 0.5)."""
+    from odkit.core.masks import reframe_box_masks_to_image_masks
+
+    full = reframe_box_masks_to_image_masks(box_masks.astype(np.float32), boxes, int(original_hw[0]),
+                                            int(original_hw[1]))
+    return (full > 0.5).astype(np.uint8)
+
+
+def _as_corners(points: np.ndarray) -> np.ndarray:
+    """[..., 2] (y, x) -> [n, 4] (y, x, y, x) so the box frame conversions apply to points."""
+    flat = points.reshape(-1, 2)
+    return np.concatenate([flat, flat], axis=1)
+
+
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
                   eval_config: Any) -> np.ndarray:
@@ -105,6 +139,7 @@ def evaluate_model(
         recall_lower_bound=float(_field(eval_config, "recall_lower_bound", 0.0)),
         recall_upper_bound=float(_field(eval_config, "recall_upper_bound", 1.0)),
         skip_predictions_for_unlabeled_class=bool(_field(eval_config, "skip_predictions_for_unlabeled_class", False)),
+        keypoint_metrics=keypoint_metric_specs(eval_config, label_map),
     )
     num_vis = int(_field(eval_config, "num_visualizations", 10))
     extras = EvalExtras(accumulator=acc)
@@ -159,6 +194,12 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
     g_classes = gt["classes"].cpu().numpy()
     g_num = gt["num_boxes"].cpu().numpy()
     optional = {k: gt[k].cpu().numpy().astype(bool) for k in ("is_crowd", "difficult", "group_of") if k in gt}
+    g_kp = gt["keypoints"].float().cpu().numpy() if "keypoints" in gt else None
+    g_kv = gt["keypoint_visibilities"].cpu().numpy() if "keypoints" in gt else None
+    d_kp = dets["detection_keypoints"].float().cpu().numpy() if "detection_keypoints" in dets else None
+    want_masks = "coco_mask_metrics" in acc.metrics_set
+    g_masks = gt["masks"].cpu().numpy() if want_masks and "masks" in gt else None
+    d_masks = dets["detection_masks"].float().cpu().numpy() if want_masks and "detection_masks" in dets else None
     tis = batch["true_image_shapes"].cpu().numpy()
     orig = batch["original_sizes"].cpu().numpy()
     padded = (int(images.shape[-2]), int(images.shape[-1]))
@@ -174,11 +215,24 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
         ds = d_scores[i, :nd]
         dc = np.rint(d_classes[i, :nd]).astype(np.int64)
         sid = str(batch["source_ids"][i]) if batch.get("source_ids") else ""
+        kp: dict[str, np.ndarray] = {}
+        if g_kp is not None and g_kv is not None:  # keypoints (y, x) scale like the boxes' (ymin, xmin)
+            kpt = g_kp[i, :ng][valid]
+            kp["gt_keypoints"] = gt_to_original_frame(_as_corners(kpt), padded, tis[i], orig[i])[:, :2] \
+                .reshape(kpt.shape)
+            kp["gt_keypoint_visibilities"] = g_kv[i, :ng][valid]
+        if d_kp is not None:
+            dk = d_kp[i, :nd]
+            kp["det_keypoints"] = dets_to_original_frame(_as_corners(dk), orig[i])[:, :2].reshape(dk.shape)
+        if g_masks is not None and d_masks is not None:
+            kp["gt_masks"] = gt_masks_to_original(g_masks[i, :ng][valid], tis[i], orig[i])
+            kp["det_masks"] = det_masks_to_original(d_masks[i, :nd], d_boxes[i, :nd], orig[i])
         acc.add_image(
             sid, gb, gc, db, ds, dc,
             gt_is_crowd=optional["is_crowd"][i, :ng][valid] if "is_crowd" in optional else None,
             gt_difficult=optional["difficult"][i, :ng][valid] if "difficult" in optional else None,
             gt_group_of=optional["group_of"][i, :ng][valid] if "group_of" in optional else None,
+            **kp,
         )
         extras.num_images += 1
         if len(extras.pictures) < num_vis:

@@ -101,6 +101,14 @@ class InputLoader(DataLoader):
         self.stream.load_state_dict(state)
 
 
+def input_reader_mask_type(input_reader: Any) -> str:
+    """The input reader's mask_type name (PNG_MASKS / NUMERICAL_MASKS; DEFAULT is TF's numerical)."""
+    from odkit.protos import input_reader_pb2
+
+    name = input_reader_pb2.InstanceMaskType.Name(input_reader.mask_type)
+    return "PNG_MASKS" if name == "PNG_MASKS" else "NUMERICAL_MASKS"
+
+
 def build_dataset(input_reader: Any, model_config: Any, train_config: Any = None, *, is_training: bool,
                   seed: int = 0, retain_original_images: bool = False) -> DetectionDataset:
     """The map-style dataset (records, augmentation when training, resizer)."""
@@ -108,10 +116,15 @@ def build_dataset(input_reader: Any, model_config: Any, train_config: Any = None
     check_input_reader(input_reader)
     arch = model_arch(model_config)
     augmenter = None
+    num_keypoints = int(input_reader.num_keypoints)  # TF's decoder loads keypoints when this is > 0
     if is_training and train_config is not None and len(train_config.data_augmentation_options):
-        augmenter = build_augmenter(train_config.data_augmentation_options)
+        augmenter = build_augmenter(train_config.data_augmentation_options, num_keypoints,
+                                    bool(input_reader.load_instance_masks))
     transform = InputTransform(resizer_for_model(model_config), augmenter,
-                               num_classes=arch.num_classes or None, retain_original_image=retain_original_images)
+                               num_classes=arch.num_classes or None, retain_original_image=retain_original_images,
+                               num_keypoints=num_keypoints, keypoint_type_weight=input_reader.keypoint_type_weight,
+                               load_masks=bool(input_reader.load_instance_masks),
+                               mask_type=input_reader_mask_type(input_reader))
     label_map = None
     if input_reader.label_map_path:
         from odkit.data.label_map import load_label_map

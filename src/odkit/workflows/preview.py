@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from odkit.config.loader import load
 from odkit.data.label_map import load_label_map
-from odkit.drawing import draw_boxes
+from odkit.drawing import draw_boxes, draw_keypoints
 from odkit.errors import OdkitError
 from odkit.fileio import atomic_write
 from odkit.inputs.builder import build_dataset, build_input_loader, single_reader
@@ -36,6 +36,9 @@ def collect(config: Any, split: str, num: int, seed: int = 0) -> tuple[list[dict
         out.append({"image": batch["images"][0], "true_shape": batch["true_image_shapes"][0].tolist(),
                     "boxes": gt["boxes"][0, :n].tolist(), "classes": gt["classes"][0, :n].tolist(),
                     "source_id": batch["source_ids"][0]})
+        if "keypoints" in gt:
+            out[-1]["keypoints"] = gt["keypoints"][0, :n].numpy()
+            out[-1]["keypoint_visibilities"] = gt["keypoint_visibilities"][0, :n].numpy()
         if len(out) >= num:
             break
     return out, names
@@ -60,6 +63,8 @@ def render_grid(items: list[dict[str, Any]], names: dict[int, str]) -> Any:
         vh, vw = it["true_shape"][0], it["true_shape"][1]
         if (vh, vw) != (h, w):
             d.rectangle([0, 0, vw - 1, vh - 1], outline=(128, 128, 128))
+        if "keypoints" in it:
+            draw_keypoints(tile, it["keypoints"], it["keypoint_visibilities"], it["classes"])
         d.text((3, h - 12), str(it["source_id"])[:40], fill=(255, 255, 255))
         r, c = divmod(k, cols)
         grid.paste(tile, (gap + c * (tw + gap), gap + r * (th + gap)))

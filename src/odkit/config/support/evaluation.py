@@ -25,7 +25,9 @@ _MET = "odkit.evaluation.metrics"
 RULES: dict[str, Rule] = {
     "EvalConfig.all_metrics_per_category": Honoured(where="odkit.evaluation.coco"),
     "EvalConfig.batch_size": Honoured(where=_EV),
-    "EvalConfig.eval_instance_masks": Values(allowed={False}, where=_EV),
+    "EvalConfig.eval_instance_masks": Honoured(
+        where=_EV + " (masks are evaluated when metrics_set has coco_mask_metrics; they need masks)"
+    ),
     "EvalConfig.eval_interval_secs": Honoured(where="odkit.cli.eval_cmd"),
     "EvalConfig.eval_master": Refused(reason="TF1 distributed-eval address; odkit evaluates in-process"),
     "EvalConfig.export_path": Honoured(where=_OUT),
@@ -40,6 +42,7 @@ RULES: dict[str, Rule] = {
     "EvalConfig.metrics_set": Values(
         allowed={
             "coco_detection_metrics",
+            "coco_mask_metrics",
             "pascal_voc_detection_metrics",
             "weighted_pascal_voc_detection_metrics",
         },
@@ -48,7 +51,7 @@ RULES: dict[str, Rule] = {
     "EvalConfig.min_score_threshold": Honoured(where=_VIS),
     "EvalConfig.num_examples": Honoured(where=_EV),
     "EvalConfig.num_visualizations": Honoured(where=_EV),
-    "EvalConfig.parameterized_metric": Refused(reason="keypoint metrics are not supported by odkit"),
+    "EvalConfig.parameterized_metric": Honoured(where="odkit.evaluation.metrics"),  # coco_keypoint_metrics
     "EvalConfig.recall_lower_bound": Honoured(where="odkit.evaluation.pascal"),
     "EvalConfig.recall_upper_bound": Honoured(where="odkit.evaluation.pascal"),
     "EvalConfig.retain_original_image_additional_channels": Values(allowed={False}, where=_EV),

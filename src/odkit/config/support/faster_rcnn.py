@@ -21,6 +21,7 @@ __all__ = ["RULES", "Honoured", "Refused", "Values"]
 
 _FRCNN = "odkit.models.faster_rcnn"
 _FRCNN_B = "odkit.builders.faster_rcnn_builder"
+_HEADS = "odkit.models.faster_rcnn_heads.MaskRCNNMaskHead"
 _ANCHORS = "odkit.core.anchors"
 _CODERS = "odkit.builders.box_coder_builder"
 _MATCH = "odkit.builders.matcher_builder"
@@ -51,13 +52,17 @@ _FASTER_RCNN: dict[str, Rule] = {
     "FasterRcnn.maxpool_kernel_size": Honoured(where=_FRCNN),
     "FasterRcnn.maxpool_stride": Honoured(where=_FRCNN),
     "FasterRcnn.num_classes": Honoured(where=_FRCNN_B),
-    "FasterRcnn.number_of_stages": Values(allowed={1, 2}, where=_FRCNN),
+    "FasterRcnn.number_of_stages": Values(allowed={1, 2, 3}, where=_FRCNN),
     "FasterRcnn.output_final_box_features": Values(allowed={False}, where=_FRCNN_B),
     "FasterRcnn.output_final_box_rpn_features": Values(allowed={False}, where=_FRCNN_B),
     "FasterRcnn.second_stage_balance_fraction": Honoured(where=_FRCNN),
     "FasterRcnn.second_stage_batch_size": Honoured(where=_FRCNN),
+    "FasterRcnn.resize_masks": Honoured(
+        where="odkit.inputs (masks reach the model resized and padded with the image either way)"
+    ),
     "FasterRcnn.second_stage_classification_loss_weight": Honoured(where=_FRCNN),
     "FasterRcnn.second_stage_localization_loss_weight": Honoured(where=_FRCNN),
+    "FasterRcnn.second_stage_mask_prediction_loss_weight": Honoured(where=_FRCNN),
     "FasterRcnn.use_combined_nms_in_first_stage": Honoured(where=_SAME),
     "FasterRcnn.use_matmul_crop_and_resize": Honoured(where="odkit.models.faster_rcnn_heads (same crops)"),
     "FasterRcnn.use_matmul_gather_in_matcher": Honoured(where="odkit.core.matchers (same result)"),
@@ -87,11 +92,18 @@ _FASTER_RCNN: dict[str, Rule] = {
         where="odkit.models.faster_rcnn_feature_extractors",
     ),
     "MaskRCNNBoxPredictor.box_code_size": Values(allowed={4}, where="odkit.models.faster_rcnn_heads"),
+    "MaskRCNNBoxPredictor.conv_hyperparams": Honoured(where=_FRCNN_B + " (mask head convolutions)"),
+    "MaskRCNNBoxPredictor.convolve_then_upsample_masks": Honoured(where=_HEADS),
     "MaskRCNNBoxPredictor.dropout_keep_probability": Honoured(where="odkit.models.faster_rcnn_heads"),
     "MaskRCNNBoxPredictor.fc_hyperparams": Honoured(
         where=_FRCNN_B + " (unsupported parts are refused at build)"
     ),
-    "MaskRCNNBoxPredictor.predict_instance_masks": Values(allowed={False}, where=_FRCNN_B),
+    "MaskRCNNBoxPredictor.mask_height": Honoured(where=_HEADS),
+    "MaskRCNNBoxPredictor.mask_prediction_conv_depth": Honoured(where=_HEADS),
+    "MaskRCNNBoxPredictor.mask_prediction_num_conv_layers": Honoured(where=_HEADS),
+    "MaskRCNNBoxPredictor.mask_width": Honoured(where=_HEADS),
+    "MaskRCNNBoxPredictor.masks_are_class_agnostic": Honoured(where=_HEADS),
+    "MaskRCNNBoxPredictor.predict_instance_masks": Honoured(where=_FRCNN_B),
     "MaskRCNNBoxPredictor.predict_keypoints": Values(allowed={False}, where=_FRCNN_B),
     "MaskRCNNBoxPredictor.share_box_across_classes": Honoured(where="odkit.models.faster_rcnn_heads"),
     "MaskRCNNBoxPredictor.use_dropout": Honoured(where="odkit.models.faster_rcnn_heads"),
@@ -129,9 +141,7 @@ _CORE: dict[str, Rule] = {
     "BootstrappedSigmoidClassificationLoss.hard_bootstrap": Honoured(where=_LOSS),
     "BoxCoder.keypoint_box_coder": Refused(reason="keypoints are not implemented; use faster_rcnn_box_coder"),
     "ClassificationLoss.bootstrapped_sigmoid": Honoured(where=_LOSS),
-    "ClassificationLoss.penalty_reduced_logistic_focal_loss": Refused(
-        reason="CenterNet loss; not implemented"
-    ),
+    "ClassificationLoss.penalty_reduced_logistic_focal_loss": Honoured(where=_LOSS),
     "ClassificationLoss.weighted_dice_classification_loss": Refused(
         reason="CenterNet/mask loss; not implemented"
     ),

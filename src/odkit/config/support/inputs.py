@@ -38,21 +38,21 @@ RULES: dict[str, Rule] = {
         where="odkit.inputs.dataset"
     ),  # source_ids are always in the batch
     "InputReader.input_type": Values(allowed={"INPUT_DEFAULT", "TF_EXAMPLE"}, where="odkit.inputs.builder"),
-    "InputReader.keypoint_type_weight": Refused(reason="keypoints are not supported by odkit"),
+    "InputReader.keypoint_type_weight": Honoured(where="odkit.inputs.dataset"),  # groundtruth keypoint_weights
     "InputReader.label_map_path": Honoured(where="odkit.inputs.builder"),
     "InputReader.load_context_features": Values(allowed={False}, where="odkit.inputs.dataset"),
     "InputReader.load_context_image_ids": Values(allowed={False}, where="odkit.inputs.dataset"),
     "InputReader.load_dense_pose": Values(allowed={False}, where="odkit.inputs.dataset"),
-    "InputReader.load_instance_masks": Values(allowed={False}, where="odkit.inputs.dataset"),
+    "InputReader.load_instance_masks": Honoured(where="odkit.inputs.dataset (masks through augmentation / resize)"),
     "InputReader.load_keypoint_depth_features": Values(allowed={False}, where="odkit.inputs.dataset"),
     "InputReader.load_multiclass_scores": Values(allowed={False}, where="odkit.inputs.dataset"),
     "InputReader.load_track_id": Values(allowed={False}, where="odkit.inputs.dataset"),
-    "InputReader.mask_type": Refused(reason="instance masks are not supported by odkit"),
+    "InputReader.mask_type": Values(allowed={"DEFAULT", "NUMERICAL_MASKS", "PNG_MASKS"}, where="odkit.data.example"),
     "InputReader.max_number_of_boxes": Honoured(where="odkit.inputs.collate"),
     "InputReader.name": Honoured(where="odkit.inputs.builder"),
     "InputReader.num_additional_channels": Values(allowed={0}, where="odkit.inputs.dataset"),
     "InputReader.num_epochs": Honoured(where="odkit.inputs.dataset"),
-    "InputReader.num_keypoints": Values(allowed={0}, where="odkit.inputs.dataset"),
+    "InputReader.num_keypoints": Honoured(where="odkit.inputs.dataset"),  # > 0 loads groundtruth keypoints
     "InputReader.num_prefetch_batches": Honoured(where="odkit.inputs.builder"),  # DataLoader prefetch_factor
     "InputReader.num_readers": Honoured(
         where="odkit.inputs.builder"
@@ -92,7 +92,7 @@ RULES: dict[str, Rule] = {
     "PreprocessingStep.random_downscale_to_target_pixels": Honoured(where="odkit.inputs.augment.builder"),
     "PreprocessingStep.random_horizontal_flip": Honoured(
         where="odkit.inputs.augment.builder"
-    ),  # keypoint permutations act on keypoints only, never loaded
+    ),  # keypoint permutations honoured when keypoints are loaded
     "PreprocessingStep.random_image_scale": Honoured(where="odkit.inputs.augment.builder"),
     "PreprocessingStep.random_jitter_boxes": Honoured(where="odkit.inputs.augment.builder"),
     "PreprocessingStep.random_jpeg_quality": Honoured(where="odkit.inputs.augment.builder"),
@@ -103,13 +103,13 @@ RULES: dict[str, Rule] = {
     "PreprocessingStep.random_rgb_to_gray": Honoured(where="odkit.inputs.augment.builder"),
     "PreprocessingStep.random_rotation90": Honoured(
         where="odkit.inputs.augment.builder"
-    ),  # keypoint permutations act on keypoints only, never loaded
+    ),  # keypoint permutations honoured when keypoints are loaded
     "PreprocessingStep.random_scale_crop_and_pad_to_square": Honoured(where="odkit.inputs.augment.builder"),
     "PreprocessingStep.random_self_concat_image": Honoured(where="odkit.inputs.augment.builder"),
     "PreprocessingStep.random_square_crop_by_scale": Honoured(where="odkit.inputs.augment.builder"),
     "PreprocessingStep.random_vertical_flip": Honoured(
         where="odkit.inputs.augment.builder"
-    ),  # keypoint permutations act on keypoints only, never loaded
+    ),  # keypoint permutations honoured when keypoints are loaded
     "PreprocessingStep.remap_labels": Honoured(where="odkit.inputs.augment.builder"),
     "PreprocessingStep.resize_image": Honoured(where="odkit.inputs.augment.builder"),
     "PreprocessingStep.rgb_to_gray": Honoured(where="odkit.inputs.augment.builder"),
