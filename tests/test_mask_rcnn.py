@@ -10,8 +10,8 @@ from google.protobuf import text_format
 from torch import nn
 
 from odkit.builders.faster_rcnn_builder import build_faster_rcnn
-from odkit.core.masks import reframe_box_masks_to_image_masks
 from odkit.errors import UnsupportedError
+from odkit.masks import reframe_box_masks_to_image_masks
 from odkit.models.faster_rcnn_heads import MaskRCNNMaskHead, mask_conv_depth
 from odkit.models.hyperparams import default_hyperparams
 from odkit.protos import faster_rcnn_pb2
@@ -245,7 +245,7 @@ def test_tiny_mask_rcnn_overfits_masks(trained):
 def test_mask_rcnn_onnx_torchscript_eager_agree(trained, tmp_path, shared_dir):
     """Export (fixed 64x64 resizer in the graph) -> detection_masks from ONNX / TorchScript equal eager
     (export verification compares matched detections' masks within 2e-3); Detector reframes them."""
-    from odkit.inference.compare import match_detections
+    from odkit.export.compare import match_detections
 
     from odkit.export.exporter import export_model
     from odkit.export.resize import export_resizer

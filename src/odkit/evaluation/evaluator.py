@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set, keypoint_metric_specs
+from odkit.evaluation.visualize import side_by_side
+from odkit.masks import reframe_box_masks_to_image_masks
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,6 @@ def gt_masks_to_original(masks: np.ndarray, true_hw: np.ndarray, original_hw: np
 def det_masks_to_original(box_masks: np.ndarray, boxes: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
     """Per-box mask probabilities [D, mh, mw] + boxes normalized to the true image -> uint8 [D, oh, ow] 0/1
     (TF eval_util: reframe_box_masks_to_image_masks, then > 0.5)."""
-    from odkit.core.masks import reframe_box_masks_to_image_masks
-
     full = reframe_box_masks_to_image_masks(box_masks.astype(np.float32), boxes, int(original_hw[0]),
                                             int(original_hw[1]))
     return (full > 0.5).astype(np.uint8)
@@ -99,8 +99,6 @@ def _as_corners(points: np.ndarray) -> np.ndarray:
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
                   eval_config: Any) -> np.ndarray:
-    from odkit.evaluation.visualize import side_by_side
-
     return side_by_side(
         image_hwc, gt_boxes, gt_classes, det_boxes, det_scores, det_classes, names,
         min_score_threshold=float(_field(eval_config, "min_score_threshold", 0.5)),

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
+from odkit.data.label_map import load_label_map
 from odkit.errors import ConfigError, UnsupportedError
 from odkit.inputs.augment import build_augmenter
 from odkit.inputs.collate import Collator
@@ -20,6 +21,8 @@ from odkit.inputs.dataset import (
     raise_carried_error,
 )
 from odkit.inputs.resizers import ImageResizer, build_image_resizer
+from odkit.models.ssd_feature_extractors import ALIASES, SUPPORTED, normalized_to_pixels
+from odkit.protos import input_reader_pb2
 from odkit.runtime import plan_threads, worker_init
 
 
@@ -40,8 +43,6 @@ def resizer_for_model(model_config: Any) -> ImageResizer:
     arch = model_arch(model_config)
     pad_to_pixels = None
     if model_config.WhichOneof("model") == "ssd":
-        from odkit.models.ssd_feature_extractors import ALIASES, SUPPORTED, normalized_to_pixels
-
         fe_type = arch.feature_extractor.type
         if fe_type in SUPPORTED or fe_type in ALIASES:  # others are refused when the model is built
 
@@ -103,8 +104,6 @@ class InputLoader(DataLoader):
 
 def input_reader_mask_type(input_reader: Any) -> str:
     """The input reader's mask_type name (PNG_MASKS / NUMERICAL_MASKS; DEFAULT is TF's numerical)."""
-    from odkit.protos import input_reader_pb2
-
     name = input_reader_pb2.InstanceMaskType.Name(input_reader.mask_type)
     return "PNG_MASKS" if name == "PNG_MASKS" else "NUMERICAL_MASKS"
 
@@ -127,8 +126,6 @@ def build_dataset(input_reader: Any, model_config: Any, train_config: Any = None
                                mask_type=input_reader_mask_type(input_reader))
     label_map = None
     if input_reader.label_map_path:
-        from odkit.data.label_map import load_label_map
-
         label_map = load_label_map(input_reader.label_map_path)
     records = index_records(list(input_reader.tf_record_input_reader.input_path),
                             input_reader.sample_1_of_n_examples)

@@ -7,7 +7,6 @@ optimizer step; EMA update. Host syncs happen only every ``log_every_n`` steps a
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -26,6 +25,7 @@ from odkit.errors import ConfigError, OdkitError
 from odkit.fileio import atomic_write_text, list_entries, remove_new_entries
 from odkit.runtime import apply_thread_plan, plan_threads
 from odkit.training import data_position
+from odkit.training import train_state as train_state_io
 from odkit.training.box_check import BoxCheck
 from odkit.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown
 from odkit.training.ema import ModelEMA
@@ -33,7 +33,8 @@ from odkit.training.finetune import FINE_TUNE_REPORT, apply_fine_tune, apply_tra
 from odkit.training.optimizers import build_optimizer, set_learning_rate
 from odkit.training.precision import Precision, resolve_precision
 from odkit.training.progress import Progress, format_duration
-from odkit.training.rng import capture_rng_state, restore_rng_state, seed_everything
+from odkit.training.rng import seed_everything
+from odkit.training.step import TrainStep, batch_to_device
 from odkit.training.summaries import TrainSummaries
 
 ModelFn = Callable[..., nn.Module]
@@ -101,74 +102,10 @@ class _Parts:
     clip: float
 
 
-class _TrainStep(nn.Module):
-    """preprocess + predict (under autocast) + loss (float32) in one forward, so DDP sees it."""
-
-    def __init__(self, model: nn.Module, precision: Precision, add_regularization_loss: bool, channels_last: bool):
-        super().__init__()
-        self.model = model
-        self.precision = precision
-        self.add_regularization_loss = add_regularization_loss
-        self.channels_last = channels_last
-
-    def forward(
-        self, images: torch.Tensor, groundtruth: dict[str, torch.Tensor], true_image_shapes: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        m = self.model
-        amp = (
-            torch.autocast(device_type=images.device.type, dtype=self.precision.dtype)
-            if self.precision.dtype is not None
-            else contextlib.nullcontext()
-        )
-        with amp:
-            x = m.preprocess(images)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            pred = m.predict(x)
-        if self.precision.dtype is not None:
-            pred = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in pred.items()}
-        losses = dict(m.loss(pred, groundtruth, true_image_shapes))
-        if self.add_regularization_loss:
-            losses["Loss/regularization_loss"] = m.regularization_loss().float()
-        losses["Loss/total_loss"] = torch.stack([v.float() for v in losses.values()]).sum()
-        return losses
-
-
-def _to_device(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-    nb = device.type == "cuda"
-    images = batch["images"].to(device, non_blocking=nb)
-    gt = {k: v.to(device, non_blocking=nb) for k, v in batch["groundtruth"].items() if torch.is_tensor(v)}
-    shapes = batch["true_image_shapes"].to(device, non_blocking=nb)
-    return images, gt, shapes
-
-
-def _pick_device(requested: str | None) -> torch.device:
-    return resolve_device(requested)
-
-
 def _write_pipeline_config(config: Any, path: Path) -> None:
     from google.protobuf import text_format
 
     atomic_write_text(path, text_format.MessageToString(config))
-
-
-def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: Any) -> None:
-    """``optimizer.load_state_dict`` plus the checks torch leaves to the first step: every param group keeps
-    the keys and value types of the optimizer built from the config (a crafted file fails here, as one line)."""
-    fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    if not isinstance(state, dict) or not isinstance(state.get("param_groups"), list):
-        raise ValueError("not an optimizer state dict")
-    optimizer.load_state_dict(state)
-    for want, got in zip(fresh, optimizer.param_groups):
-        if set(want) != set(got) - {"params"}:
-            raise ValueError(f"param group keys {sorted(set(got) - {'params'})} != {sorted(want)}")
-        for k, v in want.items():
-            if isinstance(v, (int, float, bool)) != isinstance(got[k], (int, float, bool)) or (
-                    isinstance(v, tuple) and not isinstance(got[k], (tuple, list))):
-                raise ValueError(f"param group value {k!r} has type {type(got[k]).__name__}")
-    for s in optimizer.state.values():
-        if not isinstance(s, dict) or not all(torch.is_tensor(x) or isinstance(x, (int, float)) for x in s.values()):
-            raise ValueError("per-parameter state holds something other than tensors and numbers")
 
 
 class Trainer:
@@ -222,7 +159,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         self._check_options()
-        device = _pick_device(self.opts.device)
+        device = resolve_device(self.opts.device)
         before = list_entries(self.model_dir)
         self.dist: DistInfo = init_distributed(device.type)
         try:
@@ -373,7 +310,7 @@ class Trainer:
         ckpts.load_weights(parts.model, latest.path)
         train_state = ckpts.load_train_state(latest.path)
         step = int(train_state.get("step", latest.step))
-        self._resume_optimizer(parts.optimizer, train_state, latest)
+        train_state_io.restore_optimizer(parts.optimizer, train_state, str(latest.path))
         saved = train_state.get("data") if isinstance(train_state.get("data"), dict) else {}
         if saved and (saved.get("world_size"), saved.get("per_rank_batch")) != (self.dist.world_size,
                                                                                  self.per_rank_batch):
@@ -382,44 +319,16 @@ class Trainer:
                 f"checkpoint used {saved.get('world_size')} x {saved.get('per_rank_batch')}; the data order "
                 "will not match an uninterrupted run"
             )
-        if parts.scaler is not None and train_state.get("scaler"):
-            try:
-                parts.scaler.load_state_dict(train_state["scaler"])
-            except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
-                raise OdkitError(f"cannot resume the gradient-scaler state: {str(exc)[:200]}",
-                                 where=str(latest.path)) from None
+        train_state_io.restore_scaler(parts.scaler, train_state, str(latest.path))
         if parts.ema is not None:
             try:
                 parts.ema.load_state_dict(ckpts.read_state_dict(latest.path, use_ema=True),
                                           train_state.get("ema_updates", step))
             except OdkitError:  # the run had no EMA before
                 parts.ema = ModelEMA(parts.model, self.config.train_config.optimizer.moving_average_decay)
-        history: list[list[float]] = []
-        hist = train_state.get("loss_history")
-        if torch.is_tensor(hist):
-            history = [[float(x) for x in row] for row in hist.tolist()]
         self.log(f"resuming from {latest.path} (step {step})")
-        return _LoopState(step=step, window_start=step, last_saved=latest.step), train_state, history
-
-    def _resume_optimizer(self, optimizer: torch.optim.Optimizer, train_state: dict[str, Any],
-                          latest: ckpts.Checkpoint) -> None:
-        saved_opt = train_state.get("optimizer_type")
-        if saved_opt and saved_opt != type(optimizer).__name__:
-            raise OdkitError(
-                f"cannot resume: the checkpoint was trained with {saved_opt}, the config now asks for "
-                f"{type(optimizer).__name__}",
-                where=str(latest.path),
-                hint="keep the optimizer, or start a new --model_dir with fine_tune_checkpoint pointing here",
-            )
-        if "optimizer" in train_state:
-            try:
-                _load_optimizer_state(optimizer, train_state["optimizer"])
-            except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as exc:
-                raise OdkitError(
-                    f"cannot resume the optimizer state: {type(exc).__name__}: {str(exc)[:200]}",
-                    where=str(latest.path),
-                    hint="the optimizer or the trainable variables changed; use a new --model_dir",
-                ) from None
+        return (_LoopState(step=step, window_start=step, last_saved=latest.step), train_state,
+                train_state_io.loss_history(train_state))
 
     def _resume_loader(self, state: _LoopState, train_state: dict[str, Any],
                        latest: ckpts.Checkpoint | None) -> Iterable[dict[str, Any]]:
@@ -438,24 +347,15 @@ class Trainer:
         saved_data = train_state.get("data", {}) if isinstance(train_state.get("data"), dict) else {}
         loader, state.epoch = data_position.resume_loader(loader, state.step, saved_data.get("loader"))
         self._loader = loader
-        if "rng" in train_state:
-            if self.dist.is_main:
-                try:
-                    restore_rng_state(train_state["rng"])
-                except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as exc:
-                    raise OdkitError(f"cannot resume the random-number state: {str(exc)[:200]}",
-                                     where=str(latest.path) if latest else str(self.model_dir)) from None
-            else:
-                seed_everything(self.opts.seed + 7919 * self.dist.rank + state.step)
-        elif self.dist.rank:
-            seed_everything(self.opts.seed + 7919 * self.dist.rank)
+        train_state_io.restore_rng(train_state, self.dist, self.opts.seed, state.step,
+                                   str(latest.path) if latest else str(self.model_dir))
         return loader
 
     # -- step ----------------------------------------------------------------------------------------
     def _step_fn(self, model: nn.Module, precision: Precision, add_regularization_loss: bool,
                  channels_last: bool) -> Callable[..., dict[str, torch.Tensor]]:
         """The forward + loss module, wrapped in DDP when distributed and compiled with --compile."""
-        step_module: nn.Module = _TrainStep(model, precision, add_regularization_loss, channels_last)
+        step_module: nn.Module = TrainStep(model, precision, add_regularization_loss, channels_last)
         if self.dist.enabled:
             step_module = DDP(
                 step_module,
@@ -484,7 +384,7 @@ class Trainer:
         """One optimizer step at the schedule's learning rate; state.step += 1."""
         state.lr = parts.schedule(state.step)
         set_learning_rate(parts.optimizer, state.lr)
-        images, gt, shapes = _to_device(batch, self.device)
+        images, gt, shapes = batch_to_device(batch, self.device)
         losses = step_fn(images, gt, shapes)
         if state.loss_keys is None:
             state.loss_keys = list(losses)
@@ -565,24 +465,9 @@ class Trainer:
     ) -> Path | None:
         if not self.dist.is_main:
             return None
-        state: dict[str, Any] = {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "optimizer_type": type(optimizer).__name__,
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "rng": capture_rng_state(),
-            "data": {
-                "loader": data_position.loader_state(self._loader) or {},
-                "batches_consumed": step,
-                "epoch": epoch,
-                "per_rank_batch": per_rank_batch,
-                "world_size": self.dist.world_size,
-            },
-            "ema_updates": ema.num_updates if ema is not None else 0,
-            "seed": self.opts.seed,
-        }
-        if summaries is not None:
-            state["loss_history"] = summaries.history_tensor()
+        state = train_state_io.capture(step, optimizer, scaler, ema, self._loader, epoch, per_rank_batch,
+                                       self.dist.world_size, self.opts.seed,
+                                       summaries.history_tensor() if summaries is not None else None)
         saved = ckpts.save_checkpoint(
             self.model_dir,
             step,

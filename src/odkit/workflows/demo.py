@@ -155,18 +155,10 @@ def run_demo(
 
     seconds = time.time() - t0
     summary = {
-        "dataset": dataset,
-        "config": config_path.name,
-        "steps": int(num_steps),
-        "seconds": round(seconds, 1),
+        "dataset": dataset, "config": config_path.name, "steps": int(num_steps), "seconds": round(seconds, 1),
         "metrics": {k: metrics.get(k) for k in COCO_KEYS} | {k: v for k, v in metrics.items() if k not in COCO_KEYS},
-        "classes": names,
-        "workdir": str(W),
-        "pipeline_config": str(pipeline_path),
-        "model_dir": str(model_dir),
-        "export_dir": str(export_dir),
-        "predictions_dir": str(pred_dir),
-        "eval_pictures": str(model_dir / "eval"),
+        "classes": names, "workdir": str(W), "pipeline_config": str(pipeline_path), "model_dir": str(model_dir),
+        "export_dir": str(export_dir), "predictions_dir": str(pred_dir), "eval_pictures": str(model_dir / "eval"),
         "tensorboard": f"tensorboard --logdir {model_dir}",
     }
     atomic_write_text(W / "summary.json", json.dumps(summary, indent=2))
