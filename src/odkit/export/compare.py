@@ -15,6 +15,9 @@ def _dets(
     scores = np.asarray(d["detection_scores"])[index][:n]
     classes = np.asarray(d["detection_classes"])[index][:n]
     masks = np.asarray(d["detection_masks"])[index][:n] if "detection_masks" in d else [None] * n
+    if "detection_keypoints" in d:  # keypoints compared like box coordinates (both normalized)
+        kps = np.asarray(d["detection_keypoints"])[index][:n].reshape(n, -1)
+        boxes = np.concatenate([boxes, kps], axis=1)
     return [(int(c), float(s), b, m) for b, s, c, m in zip(boxes, scores, classes, masks) if s >= min_score]
 
 
@@ -45,7 +48,8 @@ def match_detections(
 ) -> tuple[list[str], int, float]:
     """(problems, number of expected detections compared, largest box difference among matched pairs).
 
-    With `detection_masks` in both, a matched pair's per-box masks must also agree within mask_tol."""
+    With `detection_masks` in both, a matched pair's per-box masks must also agree within mask_tol; with
+    `detection_keypoints` in both, their coordinates count as box coordinates (within box_tol)."""
     problems: list[str] = []
     compared, worst = 0, 0.0
     batch = np.asarray(expected["num_detections"]).reshape(-1).shape[0]

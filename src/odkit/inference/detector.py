@@ -25,13 +25,16 @@ REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", 
 class Detection:
     """One detection: 1-based label-map id, name, score and box [ymin, xmin, ymax, xmax] normalized;
     Mask R-CNN exports also give ``mask``: uint8 [H, W] (0/1) in the image, TF's reframed and binarised
-    (> 0.5) ``detection_masks``."""
+    (> 0.5) ``detection_masks``; keypoint exports give ``keypoints`` ((y, x) normalized to the image, one
+    per keypoint) and ``keypoint_scores``."""
 
     class_id: int
     class_name: str
     score: float
     box: tuple[float, float, float, float]
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    keypoints: tuple[tuple[float, float], ...] | None = field(default=None, compare=False, repr=False)
+    keypoint_scores: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -42,6 +45,9 @@ class Detection:
         }
         if self.mask is not None:
             out["mask"] = mask_to_rle(self.mask)
+        if self.keypoints is not None:
+            out["keypoints"] = [[round(y, 6), round(x, 6)] for y, x in self.keypoints]
+            out["keypoint_scores"] = [round(v, 6) for v in self.keypoint_scores or ()]
         return out
 
     def box_pixels(self, width: int, height: int) -> tuple[float, float, float, float]:
@@ -143,6 +149,11 @@ class Detector:
         for c in self.info.get("classes") or []:
             if isinstance(c, dict) and "id" in c:
                 self.class_names[int(c["id"])] = str(c.get("display_name") or c.get("name") or f"class_{c['id']}")
+        # eval_config.keypoint_edge of keypoint exports (drawing only): [(start, end), ...]
+        edges = self.info.get("keypoint_edges") or []
+        self.keypoint_edges: list[tuple[int, int]] = [
+            (int(e[0]), int(e[1])) for e in edges if isinstance(e, list) and len(e) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in e)] if isinstance(edges, list) else []
         self.backend = self._open_backend(backend, num_threads)
 
     def _file(self, fmt: str) -> Path | None:
@@ -199,6 +210,9 @@ class Detector:
         boxes = np.asarray(raw["detection_boxes"])[index][:n]
         scores = np.asarray(raw["detection_scores"])[index][:n]
         classes = np.asarray(raw["detection_classes"])[index][:n]
+        kps = np.asarray(raw["detection_keypoints"])[index][:n] if "detection_keypoints" in raw else None
+        kp_scores = np.asarray(raw["detection_keypoint_scores"])[index][:n] \
+            if "detection_keypoint_scores" in raw else None
         out = []
         for i in np.argsort(-scores, kind="stable"):
             if scores[i] < min_score or len(out) >= max_boxes:
@@ -208,7 +222,12 @@ class Detector:
             mask = None
             if image_hw is not None and "detection_masks" in raw:
                 mask = image_mask(np.asarray(raw["detection_masks"])[index][i], boxes[i], image_hw)
-            out.append(Detection(cid, self.class_name(cid), float(scores[i]), box, mask))  # type: ignore[arg-type]
+            kp = kp_score = None
+            if kps is not None:
+                kp = tuple((float(y), float(x)) for y, x in np.clip(kps[i], 0.0, 1.0))
+                kp_score = tuple(float(v) for v in (kp_scores[i] if kp_scores is not None else np.ones(len(kp))))
+            out.append(Detection(cid, self.class_name(cid), float(scores[i]), box, mask,  # type: ignore[arg-type]
+                                 kp, kp_score))
         return out
 
     def detect(

@@ -124,7 +124,8 @@ def predict_images(
                 name = _drawn_name(path, used)
                 buf = io.BytesIO()
                 fmt = "PNG" if name.endswith(".png") else "JPEG"
-                draw_detections(pil, dets).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+                drawn = draw_detections(pil, dets, detector.keypoint_edges)
+                drawn.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
                 _atomic_write(out_dir / name, buf.getvalue())
                 record["output_image"] = str(out_dir / name)
             ms = (time.perf_counter() - t0) * 1000

@@ -161,6 +161,8 @@ def export_from_config(
                        "format": "odkit" if tf_state is None else "tensorflow"},
         "label_map_source": lm_path if classes is not None else None,
     }
+    if config.HasField("eval_config") and len(config.eval_config.keypoint_edge):  # predict draws them
+        info["keypoint_edges"] = [[int(e.start), int(e.end)] for e in config.eval_config.keypoint_edge]
     return export_model(
         model, resizer, output_directory, input_type=input_type, formats=formats, opset=opset, classes=classes,
         extra_files=extra_files, extra_info=info, verify=verify, log=log,

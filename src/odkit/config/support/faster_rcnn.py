@@ -145,9 +145,7 @@ _CORE: dict[str, Rule] = {
     "BootstrappedSigmoidClassificationLoss.hard_bootstrap": Honoured(where=_LOSS),
     "BoxCoder.keypoint_box_coder": Refused(reason="keypoints are not implemented; use faster_rcnn_box_coder"),
     "ClassificationLoss.bootstrapped_sigmoid": Honoured(where=_LOSS),
-    "ClassificationLoss.penalty_reduced_logistic_focal_loss": Refused(
-        reason="CenterNet loss; not implemented"
-    ),
+    "ClassificationLoss.penalty_reduced_logistic_focal_loss": Honoured(where=_LOSS),
     "ClassificationLoss.weighted_dice_classification_loss": Refused(
         reason="CenterNet/mask loss; not implemented"
     ),
