@@ -245,10 +245,10 @@ def test_tiny_mask_rcnn_overfits_masks(trained):
 def test_mask_rcnn_onnx_torchscript_eager_agree(trained, tmp_path, shared_dir):
     """Export (fixed 64x64 resizer in the graph) -> detection_masks from ONNX / TorchScript equal eager
     (export verification compares matched detections' masks within 2e-3); Detector reframes them."""
+    from odkit.export.compare import match_detections
     from odkit.export.exporter import export_model
     from odkit.export.resize import export_resizer
     from odkit.export.wrapper import ExportWrapper
-    from odkit.export.compare import match_detections
     from odkit.inference.detector import Detector
     from odkit.inference.images import load_image
     from odkit.inputs.resizers import build_image_resizer
