@@ -3,7 +3,7 @@
 The rule "nothing set is silently ignored": :func:`check` walks every SET field of a config
 (``ListFields``, recursing into messages) and reports each one odkit does not honour.
 
-Rules live in one module per area (``common``, ``inputs``, ``ssd``, ``faster_rcnn``, ``training``,
+Rules live in one module per area (``common``, ``inputs``, ``ssd``, ``faster_rcnn``, ``center_net``, ``training``,
 ``evaluation``), each defining ``RULES: dict[str, Rule]`` keyed ``"<ProtoMessageName>.<field_name>"``
 (nested messages: ``"Ssd.MaskHead.mask_height"``). Rule kinds (``odkit.config.support.rules``):
 
@@ -27,7 +27,7 @@ from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FieldDescriptor as FD
 from google.protobuf.message import Message
 
-from odkit.config.support import common, evaluation, faster_rcnn, inputs, ssd, training
+from odkit.config.support import center_net, common, evaluation, faster_rcnn, inputs, ssd, training
 from odkit.config.support.rules import Honoured, Refused, Rule, Values
 from odkit.config.values import PACKAGE_PREFIX, comparable, format_field, format_scalar, is_map, rule_key
 from odkit.errors import UnsupportedError
@@ -44,7 +44,7 @@ __all__ = [
     "require_supported",
 ]
 
-AREAS = (common, inputs, ssd, faster_rcnn, training, evaluation)
+AREAS = (common, inputs, ssd, faster_rcnn, center_net, training, evaluation)
 NO_RULE = "not implemented by odkit"
 
 

@@ -73,7 +73,9 @@ _FASTER_RCNN: dict[str, Rule] = {
     "FasterRcnnFeatureExtractor.batch_norm_trainable": Honoured(
         where="odkit.models.faster_rcnn_feature_extractors"
     ),
-    "FasterRcnnFeatureExtractor.first_stage_features_stride": Values(allowed={16}, where=_FRCNN_B),
+    "FasterRcnnFeatureExtractor.first_stage_features_stride": Values(
+        allowed={8, 16}, where=_FRCNN_B + " (8: atrous ResNet / Inception-ResNet-v2; FPN: 16)"
+    ),
     "FasterRcnnFeatureExtractor.override_base_feature_extractor_hyperparams": Honoured(
         where="odkit.models.faster_rcnn_feature_extractors"
     ),
@@ -88,6 +90,8 @@ _FASTER_RCNN: dict[str, Rule] = {
             "faster_rcnn_resnet50_fpn_keras",
             "faster_rcnn_resnet101_fpn_keras",
             "faster_rcnn_resnet152_fpn_keras",
+            "faster_rcnn_inception_resnet_v2_keras",
+            "faster_rcnn_inception_resnet_v2",
         },
         where="odkit.models.faster_rcnn_feature_extractors",
     ),
@@ -141,9 +145,7 @@ _CORE: dict[str, Rule] = {
     "BootstrappedSigmoidClassificationLoss.hard_bootstrap": Honoured(where=_LOSS),
     "BoxCoder.keypoint_box_coder": Refused(reason="keypoints are not implemented; use faster_rcnn_box_coder"),
     "ClassificationLoss.bootstrapped_sigmoid": Honoured(where=_LOSS),
-    "ClassificationLoss.penalty_reduced_logistic_focal_loss": Refused(
-        reason="CenterNet loss; not implemented"
-    ),
+    "ClassificationLoss.penalty_reduced_logistic_focal_loss": Honoured(where=_LOSS),
     "ClassificationLoss.weighted_dice_classification_loss": Refused(
         reason="CenterNet/mask loss; not implemented"
     ),
