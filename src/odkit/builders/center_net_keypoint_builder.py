@@ -37,6 +37,10 @@ def build_keypoint_tasks(cn: Any) -> list[Any]:
 
     tasks_cfg = list(cn.keypoint_estimation_task)
     if not tasks_cfg:
+        if cn.keypoint_label_map_path:  # TF reads it only for keypoint tasks
+            raise UnsupportedError("keypoint_label_map_path has no effect without keypoint_estimation_task",
+                                   where="model.center_net.keypoint_label_map_path",
+                                   hint="add a keypoint_estimation_task or remove the path")
         return []
     if not cn.keypoint_label_map_path:
         raise ConfigError("keypoint_estimation_task needs keypoint_label_map_path (the label map listing the "
