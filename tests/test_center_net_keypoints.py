@@ -100,7 +100,9 @@ def test_builder_reads_the_keypoint_label_map(tmp_path) -> None:
     base = TINY.replace("NUM_CLASSES", "1").replace("LABEL_MAP", str(lm))
 
     def tasks(text: str):
-        return build_keypoint_tasks(text_format.Parse(text, model_pb2.DetectionModel()).center_net)
+        from odkit.builders.center_net_builder import _head
+
+        return build_keypoint_tasks(text_format.Parse(text, model_pb2.DetectionModel()).center_net, _head)
 
     assert tasks(base)[0].single_class_path and tasks(base)[0].output_indices == (0, 1, 2)
     with pytest.raises(ConfigError, match="keypoint_class_name 'dog'"):

@@ -150,7 +150,7 @@ def build_center_net(cn, is_training: bool):
     extractor = build_feature_extractor(cn.feature_extractor)
     from odkit.builders.center_net_keypoint_builder import build_keypoint_tasks
 
-    tasks = [build_object_detection_task(cn.object_detection_task), *build_keypoint_tasks(cn)]
+    tasks = [build_object_detection_task(cn.object_detection_task), *build_keypoint_tasks(cn, _head)]
     nms_fn = None
     if cn.HasField("post_processing"):
         pp = cn.post_processing

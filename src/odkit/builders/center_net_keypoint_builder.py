@@ -10,6 +10,7 @@ standard deviations by label (1.0 where unset). Refused by name: ``predict_depth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from odkit.errors import ConfigError, UnsupportedError
@@ -23,14 +24,16 @@ NOT_IMPLEMENTED = {
 }
 
 
-def _head(task: Any, name: str, where: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    from odkit.builders.center_net_builder import _head as head
-
-    return head(getattr(task, name) if task.HasField(name) else None, f"{where}.{name}")
+HeadParser = Callable[[Any, str], tuple[tuple[int, ...], tuple[int, ...]]]
 
 
-def build_keypoint_tasks(cn: Any) -> list[Any]:
-    """The keypoint tasks of a CenterNet proto (empty without keypoint_estimation_task)."""
+def build_keypoint_tasks(cn: Any, head_params: HeadParser) -> list[Any]:
+    """The keypoint tasks of a CenterNet proto (empty without keypoint_estimation_task); ``head_params``
+    (the CenterNet builder's) reads a PredictionHeadParams message (None: TF's default head)."""
+
+    def _head(task: Any, name: str, where: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return head_params(getattr(task, name) if task.HasField(name) else None, f"{where}.{name}")
+
     from odkit.builders.losses_builder import build_classification_loss, build_localization_loss
     from odkit.data.label_map import load_label_map
     from odkit.models.center_net_keypoints import RANKING_MODES, KeypointEstimationTask
