@@ -186,14 +186,8 @@ class KeypointEstimationTask(CenterNetTask):
         # regressed keypoints at the object centres [B, D, K, 2]
         reg = gather_at(regression, peaks.y, peaks.x).reshape(b, d, k, 2)
         regressed = reg + torch.stack([peaks.y, peaks.x], dim=-1).to(reg.dtype)[:, :, None, :]
-        # candidates per keypoint type: [B, C, K, 2], scores [B, C, K], counts [B, K]
-        scores, cy, cx, ch = top_k_peaks(heatmap, self.peak_kernel, self.num_candidates, per_channel=True)
-        off = kpt.gather_channels_at(offsets, cy, cx, ch if offsets.shape[1] > 2 else None)
-        cand = torch.stack([cy.to(off.dtype) + off[..., 0], cx.to(off.dtype) + off[..., 1]], dim=-1)
-        c = scores.shape[1] // k
-        cand = cand.reshape(b, k, c, 2).transpose(1, 2)
-        scores = scores.reshape(b, k, c).transpose(1, 2)
-        num_cand = (scores >= self.score_threshold).sum(dim=1)
+        cand, scores, num_cand = keypoint_candidates(heatmap, offsets, self.peak_kernel, self.num_candidates,
+                                                     self.score_threshold)
         boxes = peaks.boxes_strided
         coords, kscores = self.refine(regressed, cand, scores, num_cand, boxes)
         # strided -> normalized to the true image
@@ -265,3 +259,18 @@ class KeypointEstimationTask(CenterNetTask):
         kscores = torch.where(mask, torch.full_like(near_scores, self.unmatched_score), near_scores)
         return coords, kscores
 
+
+
+def keypoint_candidates(heatmap: Tensor, offsets: Tensor, max_pool_kernel_size: int, max_candidates: int,
+                        score_threshold: float) -> tuple[Tensor, Tensor, Tensor]:
+    """TF `prediction_tensors_to_keypoint_candidates`: heatmap [B, K, h, w] (probabilities), offsets [B, 2 or 2K,
+    h, w] -> candidates [B, C, K, 2] (peak cell + its offset, output grid), scores [B, C, K], and per keypoint
+    type the number of candidates scoring >= threshold [B, K]."""
+    b, k = heatmap.shape[:2]
+    scores, cy, cx, ch = top_k_peaks(heatmap, max_pool_kernel_size, max_candidates, per_channel=True)
+    off = kpt.gather_channels_at(offsets, cy, cx, ch if offsets.shape[1] > 2 else None)
+    cand = torch.stack([cy.to(off.dtype) + off[..., 0], cx.to(off.dtype) + off[..., 1]], dim=-1)
+    c = scores.shape[1] // k
+    cand = cand.reshape(b, k, c, 2).transpose(1, 2)
+    scores = scores.reshape(b, k, c).transpose(1, 2)
+    return cand, scores, (scores >= score_threshold).sum(dim=1)
