@@ -42,7 +42,7 @@ def coco_keypoints(shared_dir, tmp_path):
         w, h = Image.open(image_dir / name).size
         images.append({"id": i, "file_name": name, "width": w, "height": h})
         anns += [_person(rng, w, h, 10 * i + j, i) for j in range(2)]
-    anns.append({"id": 99, "image_id": 1, "category_id": 2, "bbox": [5, 5, 30, 30], "iscrowd": 0})
+    anns.append({"id": 99, "image_id": 1, "category_id": 2, "bbox": [5, 5, 30, 30], "iscrowd": 0, "area": 700.0})
     data = {"images": images, "annotations": anns,
             "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(COCO_KEYPOINTS),
                             "skeleton": [[16, 14], [14, 12]]}, {"id": 2, "name": "cat"}]}
@@ -184,3 +184,7 @@ def test_input_loader_gives_keypoints_only_when_asked(coco_keypoints, tmp_path) 
     plain = next(iter(build_input_loader(cfg.train_input_reader, cfg.model, cfg.train_config, is_training=True,
                                          batch_size=3, num_workers=0)))["groundtruth"]
     assert "keypoints" not in plain and "keypoint_visibilities" not in plain
+    # image/object/area (the COCO annotation area, as TF's converter) and is_crowd reach the groundtruth for eval
+    areas = [a["area"] for a in data["annotations"] if a["image_id"] == 1]
+    np.testing.assert_allclose(plain["area"][0, :3].numpy(), areas, rtol=1e-6)
+    assert plain["is_crowd"].dtype == torch.bool and not plain["is_crowd"].any()
