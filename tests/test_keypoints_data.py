@@ -73,6 +73,9 @@ def test_coco_keypoints_to_tfrecord_to_inspect_json(coco_keypoints, tmp_path, ca
             assert vis == triples[:, 2].astype(int).tolist()
             np.testing.assert_allclose(np.asarray(got), np.stack([triples[:, 1] / h, triples[:, 0] / w], 1),
                                        atol=1e-6)
+    assert main(["records", "inspect", f"{out}-00000-of-00001"]) == 0
+    labelled = sum(1 for a in data["annotations"] for v in a.get("keypoints", [])[2::3] if v)
+    assert f"keypoints: 7 objects x 17, {labelled} labelled" in capsys.readouterr().out
     # the drawing shows them: a labelled keypoint's pixel takes the class colour
     draw_dir = tmp_path / "drawn"
     assert main(["records", "inspect", f"{out}-00000-of-00001", "--draw", "1", "--out", str(draw_dir)]) == 0
