@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from odkit.export.compare import match_detections
 
+from odkit.export.compare import match_detections
 from odkit.export.exporter import export_model
 from odkit.export.wrapper import ExportWrapper
 from odkit.inference.detector import Detector

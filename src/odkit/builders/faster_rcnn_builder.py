@@ -21,7 +21,9 @@ from odkit.errors import UnsupportedError
 from odkit.models.faster_rcnn import FasterRcnnConfig, FasterRCNNMetaArch
 from odkit.models.faster_rcnn_feature_extractors import (
     FPN_TYPES,
+    INCEPTION_RESNET_V2_TYPES,
     RESNET_TYPES,
+    InceptionResNetV2FasterRcnnFeatureExtractor,
     ResNetFasterRcnnFeatureExtractor,
     ResNetFpnFasterRcnnFeatureExtractor,
 )
@@ -92,17 +94,23 @@ def _fpn_levels(fpn) -> tuple[int, int]:
 def _feature_extractor(frcnn, is_training: bool):
     fe = frcnn.feature_extractor
     where = f"{WHERE}.feature_extractor"
-    if fe.type not in RESNET_TYPES and fe.type not in FPN_TYPES:
+    known = {**RESNET_TYPES, **FPN_TYPES, **dict.fromkeys(INCEPTION_RESNET_V2_TYPES)}
+    if fe.type not in known:
         raise UnsupportedError(
             f"feature extractor type {fe.type!r} is not supported",
             where=f"{where}.type",
-            hint="use one of " + ", ".join(sorted({**RESNET_TYPES, **FPN_TYPES})),
+            hint="use one of " + ", ".join(sorted(known)),
         )
-    if fe.first_stage_features_stride != 16:
+    strides = (8, 16) if fe.type in INCEPTION_RESNET_V2_TYPES or fe.type in RESNET_TYPES else (16,)
+    if fe.first_stage_features_stride not in strides:
         raise UnsupportedError(
-            f"first_stage_features_stride {fe.first_stage_features_stride} is not supported",
+            f"first_stage_features_stride {fe.first_stage_features_stride} is not supported with {fe.type}",
             where=f"{where}.first_stage_features_stride",
-            hint="use 16",
+            hint="use " + " or ".join(str(v) for v in strides),
+        )
+    if fe.type in INCEPTION_RESNET_V2_TYPES:
+        return InceptionResNetV2FasterRcnnFeatureExtractor(
+            fe.first_stage_features_stride, batch_norm_trainable=fe.batch_norm_trainable
         )
     if fe.type in RESNET_TYPES:
         if fe.HasField("fpn"):
@@ -112,7 +120,9 @@ def _feature_extractor(frcnn, is_training: bool):
                 hint="use the matching *_fpn_keras type or remove fpn",
             )
         return ResNetFasterRcnnFeatureExtractor(
-            RESNET_TYPES[fe.type], batch_norm_trainable=fe.batch_norm_trainable
+            RESNET_TYPES[fe.type],
+            batch_norm_trainable=fe.batch_norm_trainable,
+            first_stage_features_stride=fe.first_stage_features_stride,
         )
     if not fe.HasField("conv_hyperparams"):
         raise UnsupportedError(

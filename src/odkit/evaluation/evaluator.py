@@ -98,7 +98,7 @@ def _as_corners(points: np.ndarray) -> np.ndarray:
 
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
-                  eval_config: Any) -> np.ndarray:
+                  eval_config: Any, keypoints: dict[str, np.ndarray] | None = None) -> np.ndarray:
     return side_by_side(
         image_hwc, gt_boxes, gt_classes, det_boxes, det_scores, det_classes, names,
         min_score_threshold=float(_field(eval_config, "min_score_threshold", 0.5)),
@@ -107,6 +107,8 @@ def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.nd
         skip_labels=bool(_field(eval_config, "skip_labels", False)),
         groundtruth_on_detections=bool(_field(eval_config, "visualize_groundtruth_boxes", False)),
         groundtruth_color=str(_field(eval_config, "groundtruth_box_visualization_color", "black")),
+        keypoints=keypoints,
+        keypoint_edges=tuple((int(e.start), int(e.end)) for e in _field(eval_config, "keypoint_edge", [])),
     )
 
 
@@ -192,6 +194,7 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
     g_classes = gt["classes"].cpu().numpy()
     g_num = gt["num_boxes"].cpu().numpy()
     optional = {k: gt[k].cpu().numpy().astype(bool) for k in ("is_crowd", "difficult", "group_of") if k in gt}
+    g_area = gt["area"].float().cpu().numpy() if "area" in gt else None
     g_kp = gt["keypoints"].float().cpu().numpy() if "keypoints" in gt else None
     g_kv = gt["keypoint_visibilities"].cpu().numpy() if "keypoints" in gt else None
     d_kp = dets["detection_keypoints"].float().cpu().numpy() if "detection_keypoints" in dets else None
@@ -230,6 +233,7 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
             gt_is_crowd=optional["is_crowd"][i, :ng][valid] if "is_crowd" in optional else None,
             gt_difficult=optional["difficult"][i, :ng][valid] if "difficult" in optional else None,
             gt_group_of=optional["group_of"][i, :ng][valid] if "group_of" in optional else None,
+            gt_area=g_area[i, :ng][valid] if g_area is not None else None,
             **kp,
         )
         extras.num_images += 1
@@ -241,6 +245,14 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
                 img = images[i, :, :th, :tw].cpu().numpy().transpose(1, 2, 0)
             norm_g = gb / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
             norm_d = db / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
+            hw = np.array([orig[i][0], orig[i][1]], dtype=np.float32)
+            kp_pic: dict[str, np.ndarray] = {}
+            if "gt_keypoints" in kp:
+                kp_pic.update(gt=kp["gt_keypoints"] / hw, gt_visible=kp["gt_keypoint_visibilities"])
+            if "det_keypoints" in kp:
+                kp_pic["det"] = kp["det_keypoints"] / hw
+                if "detection_keypoint_scores" in dets:
+                    kp_pic["det_scores"] = dets["detection_keypoint_scores"][i, :nd].float().cpu().numpy()
             pic = _side_by_side(np.ascontiguousarray(img.astype(np.uint8)), norm_g, gc, norm_d, ds, dc, names,
-                                eval_config)
+                                eval_config, kp_pic or None)
             extras.pictures.append((sid or f"image_{extras.num_images}", pic))

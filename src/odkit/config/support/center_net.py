@@ -17,14 +17,49 @@ _B = "odkit.builders.center_net_builder"
 _M = "odkit.models.center_net"
 _FE = "odkit.models.center_net_feature_extractors"
 _T = "odkit.core.center_net_targets"
-_KP = "CenterNet keypoint estimation is not implemented yet (issue 16); remove it to train boxes only"
+_KP = "keypoint-derived object centres are not implemented; remove it"
+_KB = "odkit.builders.center_net_keypoint_builder"
+_KM = "odkit.models.center_net_keypoints"
 
 RULES: dict[str, Rule] = {
     "CenterNet.compute_heatmap_sparse": Honoured(where=_T + " (TF kernel choice; same heatmap)"),
     "CenterNet.deepmac_mask_estimation": Refused(reason="DeepMAC mask estimation is not implemented"),
     "CenterNet.densepose_estimation_task": Refused(reason="DensePose estimation is not implemented"),
-    "CenterNet.keypoint_estimation_task": Refused(reason=_KP),
-    "CenterNet.keypoint_label_map_path": Refused(reason=_KP),
+    "CenterNet.KeypointEstimation.argmax_postprocessing": Values(allowed={False}, where=_KB),
+    "CenterNet.KeypointEstimation.box_scale": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.candidate_ranking_mode": Values(
+        allowed={"min_distance", "score_distance_ratio", "score_scaled_distance_ratio", "gaussian_weighted"},
+        where=_KM),
+    "CenterNet.KeypointEstimation.candidate_search_scale": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.clip_out_of_frame_keypoints": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.gaussian_denom_ratio": Honoured(where=_KB + " (argmax postprocessing only)"),
+    "CenterNet.KeypointEstimation.heatmap_bias_init": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.heatmap_head_params": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.keypoint_candidate_score_threshold": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.keypoint_class_name": Honoured(where=_KB),
+    "CenterNet.KeypointEstimation.keypoint_depth_loss_weight": Honoured(where=_KB + " (depth only; depth refused)"),
+    "CenterNet.KeypointEstimation.keypoint_heatmap_loss_weight": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.keypoint_label_to_std": Honoured(where=_KB),
+    "CenterNet.KeypointEstimation.keypoint_offset_loss_weight": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.keypoint_regression_loss_weight": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.loss": Honoured(where=_KB + " (classification + localization losses)"),
+    "CenterNet.KeypointEstimation.num_candidates_per_keypoint": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.offset_head_params": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.offset_peak_radius": Honoured(where="odkit.core.center_net_keypoint_targets"),
+    "CenterNet.KeypointEstimation.peak_max_pool_kernel_size": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.per_keypoint_depth": Values(allowed={False}, where=_KB),
+    "CenterNet.KeypointEstimation.per_keypoint_offset": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.predict_depth": Values(allowed={False}, where=_KB),
+    "CenterNet.KeypointEstimation.regress_head_params": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.rescore_instances": Values(allowed={False}, where=_KB),
+    "CenterNet.KeypointEstimation.rescoring_threshold": Honoured(where=_KB + " (rescoring only; rescoring refused)"),
+    "CenterNet.KeypointEstimation.score_distance_multiplier": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.score_distance_offset": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.std_dev_multiplier": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.task_loss_weight": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.task_name": Honoured(where=_KM),
+    "CenterNet.KeypointEstimation.unmatched_keypoint_score": Honoured(where=_KM),
+    "CenterNet.keypoint_label_map_path": Honoured(where=_KB),
     "CenterNet.mask_estimation_task": Refused(reason="CenterNet mask estimation is not implemented"),
     "CenterNet.num_classes": Honoured(where=_B),
     "CenterNet.ObjectCenterParams.center_head_params": Honoured(where=_M),

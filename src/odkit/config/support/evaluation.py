@@ -36,7 +36,7 @@ RULES: dict[str, Rule] = {
     "EvalConfig.ignore_groundtruth": Values(allowed={False}, where=_EV),
     "EvalConfig.include_metrics_per_category": Honoured(where="odkit.evaluation.coco"),
     "EvalConfig.keep_image_id_for_visualization_export": Honoured(where=_OUT),
-    "EvalConfig.keypoint_edge": Refused(reason="keypoints are not supported by odkit"),
+    "EvalConfig.keypoint_edge": Honoured(where="odkit.evaluation.visualize"),  # eval pictures, predict drawing
     "EvalConfig.max_evals": Honoured(where="odkit.evaluation.continuous"),
     "EvalConfig.max_num_boxes_to_visualize": Honoured(where=_VIS),
     "EvalConfig.metrics_set": Values(

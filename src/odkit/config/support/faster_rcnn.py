@@ -73,7 +73,9 @@ _FASTER_RCNN: dict[str, Rule] = {
     "FasterRcnnFeatureExtractor.batch_norm_trainable": Honoured(
         where="odkit.models.faster_rcnn_feature_extractors"
     ),
-    "FasterRcnnFeatureExtractor.first_stage_features_stride": Values(allowed={16}, where=_FRCNN_B),
+    "FasterRcnnFeatureExtractor.first_stage_features_stride": Values(
+        allowed={8, 16}, where=_FRCNN_B + " (8: atrous ResNet / Inception-ResNet-v2; FPN: 16)"
+    ),
     "FasterRcnnFeatureExtractor.override_base_feature_extractor_hyperparams": Honoured(
         where="odkit.models.faster_rcnn_feature_extractors"
     ),
@@ -88,6 +90,8 @@ _FASTER_RCNN: dict[str, Rule] = {
             "faster_rcnn_resnet50_fpn_keras",
             "faster_rcnn_resnet101_fpn_keras",
             "faster_rcnn_resnet152_fpn_keras",
+            "faster_rcnn_inception_resnet_v2_keras",
+            "faster_rcnn_inception_resnet_v2",
         },
         where="odkit.models.faster_rcnn_feature_extractors",
     ),

@@ -11,10 +11,14 @@ Keypoints (COCO person keypoints): when a category names its ``keypoints``, ever
 and the written label map lists them (``keypoints { id label }``).
 Label map when none is given: with ``class_key``, the sorted names (ids 1..N); otherwise the categories,
 keeping COCO ids when they are all >= 1, else renumbered 1..N in id order.
+With ``include_masks`` (CLI ``--include_masks``, TF's flag) each annotation's ``segmentation`` (polygons,
+uncompressed or compressed RLE, decoded with pycocotools' mask API from faster-coco-eval) is written as a PNG
+``image/object/mask``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -105,9 +109,49 @@ def _annotation_keypoints(a: dict[str, Any], k: int, where: str) -> np.ndarray |
     return arr
 
 
-def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = None
+def coco_segmentation_mask(segm: Any, height: int, width: int, where: str) -> np.ndarray:
+    """A COCO ``segmentation`` (polygon list, uncompressed RLE or compressed RLE) -> uint8 [H, W] 0/1, as
+    pycocotools' annToMask (TF create_coco_tf_record.py include_masks: frPyObjects, decode, any part)."""
+    from faster_coco_eval.core import mask as mask_api
+
+    try:
+        if isinstance(segm, list):
+            polys = [[float(v) for v in p] for p in segm if isinstance(p, list) and len(p) >= 6]
+            if not polys:
+                return np.zeros((height, width), np.uint8)
+            rle = mask_api.merge(mask_api.frPyObjects(polys, height, width))
+        elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+            if [int(v) for v in segm.get("size", [])] != [height, width]:
+                raise DataError(f"RLE size {segm.get('size')} differs from the image {height}x{width}", where=where)
+            rle = mask_api.frPyObjects(segm, height, width)
+        elif isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
+            if [int(v) for v in segm.get("size", [])] != [height, width]:
+                raise DataError(f"RLE size {segm.get('size')} differs from the image {height}x{width}", where=where)
+            rle = {"size": [height, width], "counts": segm["counts"]}
+        else:
+            raise DataError(f"segmentation {str(segm)[:60]} is neither polygons nor RLE", where=where)
+        m = np.asarray(mask_api.decode(rle))
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the mask API raises assorted errors on malformed input
+        raise DataError(f"bad segmentation ({type(exc).__name__}: {str(exc)[:120]})", where=where) from None
+    if m.ndim == 3:
+        m = m.max(axis=2)
+    return (m > 0).astype(np.uint8)
+
+
+def _area(a: dict[str, Any]) -> float | None:
+    """The annotation's ``area`` when it is a finite non-negative number (TF writes it as image/object/area)."""
+    v = a.get("area")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        return None
+    return float(v)
+
+
+def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = None, include_masks: bool = False
                  ) -> tuple[list[SourceImage], list[tuple[int, str]], dict[int, tuple[str, ...]]]:
-    """SourceImages in the order of the JSON's images, the (id, name) categories and their keypoint names."""
+    """SourceImages in the order of the JSON's images, the (id, name) categories and their keypoint names.
+    ``include_masks``: every object carries its ``segmentation`` as a mask (TF's --include_masks)."""
     data = _load_json(annotations_file)
     cats: list[tuple[int, str]] = []
     cat_names: dict[int, str] = {}
@@ -162,11 +206,21 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
                     raise DataError(f"annotation {a.get('id')} has unknown category_id {cid!r}", where=where)
                 name = cat_names[cid]
             kps = _annotation_keypoints(a, len(kp_names), where) if kp_names else None
+            mask = None
+            if include_masks and a.get("segmentation") is not None:
+                segm, swhere = a["segmentation"], f"{where}: annotation {str(a.get('id'))[:20]}"
+                mask = functools.partial(_mask_fn, segm, swhere)
             objects.append(SourceObject(name=name, xmin=x, ymin=y, xmax=x + w, ymax=y + h,
-                                        is_crowd=int(bool(a.get("iscrowd", 0))), keypoints=kps))
+                                        is_crowd=int(bool(a.get("iscrowd", 0))), keypoints=kps,
+                                        area=_area(a), mask=mask))
         out.append(SourceImage(path=path, filename=file_name, source_id=str(img["id"]), where=where,
-                               width=width, height=height, objects=objects, keypoint_names=kp_names))
+                               width=width, height=height, objects=objects, keypoint_names=kp_names,
+                               with_masks=include_masks))
     return out, cats, kp_per_cat
+
+
+def _mask_fn(segm: Any, where: str, height: int, width: int) -> np.ndarray:
+    return coco_segmentation_mask(segm, height, width, where)
 
 
 def coco_label_map(cats: list[tuple[int, str]], keypoint_names: dict[int, tuple[str, ...]] | None = None
@@ -187,11 +241,11 @@ def coco_label_map(cats: list[tuple[int, str]], keypoint_names: dict[int, tuple[
 def create_coco_tfrecord(
     annotations_file: str, image_dir: str, output_path: str, *, label_map_path: str | None = None,
     class_key: str | None = None, num_shards: int = 1, val_fraction: float = 0.0, seed: int = 42,
-    label_map_output_path: str | None = None, log: Log | None = stderr_log,
+    label_map_output_path: str | None = None, include_masks: bool = False, log: Log | None = stderr_log,
 ) -> Summary:
     if not os.path.isdir(image_dir):
         raise DataError("image folder not found", where=image_dir)
-    images, cats, kp_per_cat = collect_coco(annotations_file, image_dir, class_key)
+    images, cats, kp_per_cat = collect_coco(annotations_file, image_dir, class_key, include_masks)
     if label_map_path:
         label_map: LabelMap | None = load_label_map(label_map_path)
     elif class_key or not cats:
