@@ -55,10 +55,7 @@ def _refuse(frcnn) -> None:
 def _fc_hyperparams(proto, where: str):
     from odkit.builders.hyperparams_builder import build_conv_hyperparams
 
-    copy = type(proto)()
-    copy.CopyFrom(proto)
-    copy.ClearField("op")
-    return build_conv_hyperparams(copy, where)
+    return build_conv_hyperparams(proto, where)  # `op` does not change anything (see hyperparams_builder)
 
 
 def _pooled_size(frcnn) -> int:
@@ -82,6 +79,7 @@ def _feature_extractor(frcnn, is_training: bool):
             f"feature extractor type {fe.type!r} is not supported",
             where=f"{where}.type",
             hint="use one of " + ", ".join(sorted({**RESNET_TYPES, **FPN_TYPES})),
+            substitute="faster_rcnn_resnet50_keras",
         )
     if fe.first_stage_features_stride != 16:
         raise UnsupportedError(

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from odkit.devices import resolve_device
-from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set
+from odkit.evaluation.metrics import DetectionMetrics
+from odkit.evaluation.settings import EvalSettings, eval_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,6 @@ def category_names(label_map: Any) -> dict[int, str]:
     raise TypeError(f"unsupported label map type {type(label_map).__name__}")
 
 
-def _field(msg: Any, name: str, default: Any) -> Any:
-    """A proto (or namespace) field with a fallback when the object lacks it."""
-    return getattr(msg, name, default)
-
-
 def gt_to_original_frame(boxes: np.ndarray, padded_hw: tuple[int, int], true_hw: np.ndarray,
                          original_hw: np.ndarray) -> np.ndarray:
     """Groundtruth normalized to the padded model input -> absolute pixels of the original image
@@ -65,17 +61,17 @@ def dets_to_original_frame(boxes: np.ndarray, original_hw: np.ndarray) -> np.nda
 
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
-                  eval_config: Any) -> np.ndarray:
+                  eval_config: EvalSettings) -> np.ndarray:
     from odkit.evaluation.visualize import side_by_side
 
     return side_by_side(
         image_hwc, gt_boxes, gt_classes, det_boxes, det_scores, det_classes, names,
-        min_score_threshold=float(_field(eval_config, "min_score_threshold", 0.5)),
-        max_boxes=int(_field(eval_config, "max_num_boxes_to_visualize", 20)),
-        skip_scores=bool(_field(eval_config, "skip_scores", False)),
-        skip_labels=bool(_field(eval_config, "skip_labels", False)),
-        groundtruth_on_detections=bool(_field(eval_config, "visualize_groundtruth_boxes", False)),
-        groundtruth_color=str(_field(eval_config, "groundtruth_box_visualization_color", "black")),
+        min_score_threshold=eval_config.min_score_threshold,
+        max_boxes=eval_config.max_num_boxes_to_visualize,
+        skip_scores=eval_config.skip_scores,
+        skip_labels=eval_config.skip_labels,
+        groundtruth_on_detections=eval_config.visualize_groundtruth_boxes,
+        groundtruth_color=eval_config.groundtruth_box_visualization_color,
     )
 
 
@@ -97,17 +93,17 @@ def evaluate_model(
     are added when the model can compute them.
     """
     names = category_names(label_map)
-    metrics_set = check_metrics_set(list(_field(eval_config, "metrics_set", [])))
+    settings = eval_settings(eval_config)
     acc = DetectionMetrics(
         names,
-        metrics_set,
-        include_metrics_per_category=bool(_field(eval_config, "include_metrics_per_category", False)),
-        all_metrics_per_category=bool(_field(eval_config, "all_metrics_per_category", False)),
-        recall_lower_bound=float(_field(eval_config, "recall_lower_bound", 0.0)),
-        recall_upper_bound=float(_field(eval_config, "recall_upper_bound", 1.0)),
-        skip_predictions_for_unlabeled_class=bool(_field(eval_config, "skip_predictions_for_unlabeled_class", False)),
+        list(settings.metrics_set),
+        include_metrics_per_category=settings.include_metrics_per_category,
+        all_metrics_per_category=settings.all_metrics_per_category,
+        recall_lower_bound=settings.recall_lower_bound,
+        recall_upper_bound=settings.recall_upper_bound,
+        skip_predictions_for_unlabeled_class=settings.skip_predictions_for_unlabeled_class,
     )
-    num_vis = int(_field(eval_config, "num_visualizations", 10))
+    num_vis = settings.num_visualizations
     extras = EvalExtras(accumulator=acc)
     dev = torch.device(device) if device is not None else next(iter(model.parameters()), torch.empty(0)).device
     model.eval()
@@ -139,7 +135,7 @@ def evaluate_model(
                     for k, v in losses.items():
                         loss_sums[k] = loss_sums.get(k, 0.0) + v
                     loss_batches += 1
-            _add_batch(acc, extras, batch, gt, dets, images, names, eval_config, num_vis, limit)
+            _add_batch(acc, extras, batch, gt, dets, images, names, settings, num_vis, limit)
             if limit is not None and extras.num_images >= limit:
                 break
     if loss_batches:
@@ -150,7 +146,7 @@ def evaluate_model(
 
 
 def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any], gt: dict[str, Any],
-               dets: dict[str, torch.Tensor], images: torch.Tensor, names: dict[int, str], eval_config: Any,
+               dets: dict[str, torch.Tensor], images: torch.Tensor, names: dict[int, str], eval_config: EvalSettings,
                num_vis: int, limit: int | None) -> None:
     d_boxes = dets["detection_boxes"].float().cpu().numpy()
     d_scores = dets["detection_scores"].float().cpu().numpy()
@@ -216,14 +212,13 @@ def evaluate_checkpoint(
     from odkit.inputs.builder import build_input_loader
     from odkit.runtime import apply_thread_plan, plan_threads
 
-    eval_config = config.eval_config
+    settings = eval_settings(config.eval_config)
     if not len(config.eval_input_reader):
         raise ConfigError("the pipeline config has no eval_input_reader", hint="add eval_input_reader { ... }")
     reader = config.eval_input_reader[0]
-    check_metrics_set(list(eval_config.metrics_set))
     dev = resolve_device(device)
     model = build_model(config.model, is_training=False)
-    ema = bool(eval_config.use_moving_averages) if use_ema is None else use_ema
+    ema = settings.use_moving_averages if use_ema is None else use_ema
     ckpt = load_weights(model, ckpt_path, use_ema=ema)
     model.to(dev)
     if reader.label_map_path:
@@ -231,20 +226,20 @@ def evaluate_checkpoint(
     else:
         n = int(getattr(model, "num_classes", 0))
         label_map = LabelMap.from_names([str(i) for i in range(1, n + 1)])
-    retain = bool(eval_config.retain_original_images) and int(eval_config.num_visualizations) > 0
+    retain = settings.retain_original_images and settings.num_visualizations > 0
     threads = plan_threads("eval", device=dev.type, max_workers=int(reader.num_readers or 1))
     apply_thread_plan(threads)
     loader = build_input_loader(reader, config.model, None, is_training=False,
-                                batch_size=max(1, int(eval_config.batch_size)), retain_original_images=retain,
+                                batch_size=settings.batch_size, retain_original_images=retain,
                                 num_workers=threads.workers)
-    if max_examples is None and eval_config.HasField("num_examples") and eval_config.num_examples > 0:
-        max_examples = int(eval_config.num_examples)
+    if max_examples is None and settings.num_examples > 0:
+        max_examples = settings.num_examples
     log.info("loaded %s weights of step %d; running on %s (%s)", "EMA" if ema else "model", ckpt.step, dev,
              threads.describe())
-    metrics, extras = evaluate_model(model, loader, eval_config, label_map, device=dev, max_examples=max_examples)
+    metrics, extras = evaluate_model(model, loader, settings, label_map, device=dev, max_examples=max_examples)
     if write_outputs:
         from odkit.evaluation.outputs import write_eval_outputs
 
-        write_eval_outputs(Path(model_dir) / "eval", ckpt.step, metrics, extras, eval_config,
+        write_eval_outputs(Path(model_dir) / "eval", ckpt.step, metrics, extras, settings,
                            category_names(label_map))
     return metrics

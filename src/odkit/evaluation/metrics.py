@@ -28,16 +28,21 @@ WEIGHTED_PASCAL = "weighted_pascal_voc_detection_metrics"
 SUPPORTED_METRICS = (COCO, PASCAL, WEIGHTED_PASCAL)
 
 
-def check_metrics_set(metrics_set: Iterable[str]) -> list[str]:
-    """The metrics to compute (default coco_detection_metrics); UnsupportedError for others."""
-    names = [m for m in metrics_set if m] or [COCO]
-    for m in names:
-        if m not in SUPPORTED_METRICS:
+def check_metrics_set(metrics_set: Iterable[str], where: str | None = None) -> list[str]:
+    """The metrics to compute (default coco_detection_metrics); UnsupportedError for others.
+
+    The one check of metrics_set values (eval_config.metrics_set via odkit.evaluation.settings, and the
+    --metrics_set flags); ``where`` (e.g. ``eval_config.metrics_set``) gets the bad entry's index.
+    """
+    given = list(metrics_set)
+    for i, m in enumerate(given):
+        if m and m not in SUPPORTED_METRICS:
             raise UnsupportedError(
-                f"eval_config.metrics_set {m!r} is not supported",
+                f"metrics_set {m!r} is not supported",
+                where=f"{where}[{i}]" if where else None,
                 hint=f"use one of {', '.join(SUPPORTED_METRICS)}",
             )
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys([m for m in given if m] or [COCO]))
 
 
 @dataclass

@@ -101,7 +101,8 @@ def export_from_config(
     """Build the model from the config, load the checkpoint weights and write the export folder."""
     from odkit.builders.model_builder import build_model
     from odkit.checkpoints import Checkpoint, load_weights, resolve_checkpoint
-    from odkit.config import load, require_supported, to_text
+    from odkit.config import load, to_text
+    from odkit.config_check import require_supported
     from odkit.export.exporter import check_input_type, check_opset, parse_formats
     from odkit.export.resize import export_resizer
     from odkit.inputs.builder import resizer_for_model

@@ -25,15 +25,9 @@ def load_config(
 
 
 def check_supported(config: Any, allow_unsupported: bool) -> None:
-    """Refuse configs that set fields odkit does not honour (odkit.config.require_supported)."""
-    try:
-        from odkit.config import require_supported
-    except ImportError as exc:
-        if allow_unsupported:
-            return
-        raise OdkitError(
-            f"cannot check the config for unsupported fields ({exc})", hint="pass --allow_unsupported"
-        ) from None
+    """Refuse configs that set fields odkit does not honour (odkit.config_check.require_supported)."""
+    from odkit.config_check import require_supported
+
     require_supported(config, allow_unsupported=allow_unsupported)
 
 
