@@ -1,4 +1,4 @@
-"""`odkit config check` (odkit.config_check), require_supported, diff and save."""
+"""`odkit config check` (odkit.workflows.config_check), require_supported, diff and save."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from odkit.cli import main
 from odkit.config import diff, load, load_text, save, to_text
 from odkit.config.support import ACCEPTED
-from odkit.config_check import Finding, check, require_supported
 from odkit.errors import ConfigError, UnsupportedError
+from odkit.workflows.config_check import Finding, check, require_supported
 
 TEXT = """
 model { ssd {
@@ -42,17 +42,17 @@ DEMO = Path(__file__).resolve().parents[1] / "src" / "odkit" / "configs" / "ssd_
 def test_check_reports_each_unhonoured_set_field() -> None:
     config = load(DEMO)
     config.model.ssd.feature_extractor.type = "ssd_inception_v2"  # refused by the extractor factory
-    config.eval_input_reader[0].load_instance_masks = True  # refused by the input builder
+    config.eval_input_reader[0].load_dense_pose = True  # refused by the input builder
     config.eval_config.eval_master = "host"  # read by nothing
     got = {p.path: p for p in check(config).unsupported}
     assert set(got) == {
         "model.ssd.feature_extractor.type",
-        "eval_input_reader[0].load_instance_masks",
+        "eval_input_reader[0].load_dense_pose",
         "eval_config.eval_master",
     }
     assert got["model.ssd.feature_extractor.type"].value == '"ssd_inception_v2"'
     assert "ssd_mobilenet_v2_keras" in got["model.ssd.feature_extractor.type"].reason
-    assert got["eval_input_reader[0].load_instance_masks"].value == "true"
+    assert got["eval_input_reader[0].load_dense_pose"].value == "true"
     assert got["eval_config.eval_master"].value == '"host"'
     assert got["eval_config.eval_master"].kind == "not read"
 
@@ -116,7 +116,8 @@ def test_check_cli_json_and_exit_codes(tmp_path: Path, capsys) -> None:
     empty = tmp_path / "empty.config"
     empty.write_text("")
     assert main(["config", "check", str(empty), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"unsupported": [], "accepted": [], "errors": []}
+    assert json.loads(capsys.readouterr().out) == {"unsupported": [], "accepted": [], "not_checked": [], "errors": [],
+                                                   "notes": []}
     assert main(["config", "check", str(bad)]) == 3
     assert capsys.readouterr().out.startswith("graph_rewriter.quantization.delay = 1  (not read by odkit")
 

@@ -263,7 +263,7 @@ def test_collate_pads_mixed_sizes_and_realigns_boxes() -> None:
 def test_preview_writes_a_grid(records: str, tmp_path: Path) -> None:
     import argparse
 
-    from odkit.inputs.preview import run
+    from odkit.workflows.preview import run
 
     cfg = _config(records, resizer="fixed_shape_resizer { height: 32 width: 32 }",
                   augment="data_augmentation_options { random_horizontal_flip {} }")
@@ -281,7 +281,7 @@ def test_preview_writes_a_grid(records: str, tmp_path: Path) -> None:
 def test_pets_reference_config_preview(compat_dir: Path, tmp_path: Path) -> None:
     import argparse
 
-    from odkit.inputs.preview import run
+    from odkit.workflows.preview import run
 
     records = compat_dir / "tfrecords_tf" / "pet_faces_tf.record-?????-of-00002"
     out = tmp_path / "pets.png"

@@ -3,10 +3,13 @@
 `build_faster_rcnn(faster_rcnn_proto, is_training) -> DetectionModel`. Feature extractors:
 faster_rcnn_resnet{50,101,152}_keras and the TF1 names faster_rcnn_resnet{50,101,152} (torchvision ResNets,
 no pretrained download) with grid_anchor_generator, and faster_rcnn_resnet{50,101,152}_fpn_keras with
-multiscale_anchor_generator over the FPN levels. Refused with UnsupportedError naming the field: inception /
-other extractors, first_stage_features_stride other than 16, other anchor generators, second-stage
-predictors other than mask_rcnn_box_predictor, mask / keypoint prediction, number_of_stages 3, context_config,
-output_final_box(_rpn)_features.
+multiscale_anchor_generator over the FPN levels. Mask R-CNN: mask_rcnn_box_predictor predict_instance_masks
+builds `MaskRCNNMaskHead` from conv_hyperparams (number_of_stages 3 uses it; 2 builds it unused, as TF2).
+Refused with UnsupportedError naming the field: other extractors, first_stage_features_stride other than
+16, other anchor generators, second-stage predictors other than mask_rcnn_box_predictor, keypoint
+prediction, number_of_stages 3 without predict_instance_masks, context_config,
+output_final_box(_rpn)_features. resize_masks is honoured by the input pipeline (masks reach the model
+already resized with the image).
 """
 
 from __future__ import annotations
@@ -24,11 +27,18 @@ def _refuse(frcnn) -> None:
             where=f"{WHERE}.num_classes",
             hint="set it to the number of label-map classes",
         )
-    if frcnn.number_of_stages not in (1, 2):
+    if frcnn.number_of_stages not in (1, 2, 3):
         raise UnsupportedError(
-            f"number_of_stages {frcnn.number_of_stages} is not supported (3 = masks)",
+            f"number_of_stages {frcnn.number_of_stages} is not supported",
             where=f"{WHERE}.number_of_stages",
-            hint="use 1 or 2",
+            hint="use 1, 2 or 3 (3 = Mask R-CNN)",
+        )
+    mp = frcnn.second_stage_box_predictor.mask_rcnn_box_predictor
+    if frcnn.number_of_stages == 3 and not mp.predict_instance_masks:
+        raise UnsupportedError(
+            "number_of_stages 3 needs a mask head",
+            where=f"{WHERE}.second_stage_box_predictor.mask_rcnn_box_predictor.predict_instance_masks",
+            hint="set predict_instance_masks: true or use number_of_stages 2",
         )
     if frcnn.HasField("context_config"):
         raise UnsupportedError(
@@ -67,25 +77,33 @@ def _feature_extractor(frcnn, is_training: bool):
     from odkit.builders.hyperparams_builder import build_conv_hyperparams
     from odkit.models.faster_rcnn_feature_extractors import (
         FPN_TYPES,
+        INCEPTION_RESNET_V2_TYPES,
         RESNET_TYPES,
+        InceptionResNetV2FasterRcnnFeatureExtractor,
         ResNetFasterRcnnFeatureExtractor,
         ResNetFpnFasterRcnnFeatureExtractor,
     )
 
     fe = frcnn.feature_extractor
     where = f"{WHERE}.feature_extractor"
-    if fe.type not in RESNET_TYPES and fe.type not in FPN_TYPES:
+    known = {**RESNET_TYPES, **FPN_TYPES, **dict.fromkeys(INCEPTION_RESNET_V2_TYPES)}
+    if fe.type not in known:
         raise UnsupportedError(
             f"feature extractor type {fe.type!r} is not supported",
             where=f"{where}.type",
-            hint="use one of " + ", ".join(sorted({**RESNET_TYPES, **FPN_TYPES})),
+            hint="use one of " + ", ".join(sorted(known)),
             substitute="faster_rcnn_resnet50_keras",
         )
-    if fe.first_stage_features_stride != 16:
+    strides = (8, 16) if fe.type in INCEPTION_RESNET_V2_TYPES or fe.type in RESNET_TYPES else (16,)
+    if fe.first_stage_features_stride not in strides:
         raise UnsupportedError(
-            f"first_stage_features_stride {fe.first_stage_features_stride} is not supported",
+            f"first_stage_features_stride {fe.first_stage_features_stride} is not supported with {fe.type}",
             where=f"{where}.first_stage_features_stride",
-            hint="use 16",
+            hint="use " + " or ".join(str(v) for v in strides),
+        )
+    if fe.type in INCEPTION_RESNET_V2_TYPES:
+        return InceptionResNetV2FasterRcnnFeatureExtractor(
+            fe.first_stage_features_stride, batch_norm_trainable=fe.batch_norm_trainable
         )
     if fe.type in RESNET_TYPES:
         if fe.HasField("fpn"):
@@ -95,7 +113,9 @@ def _feature_extractor(frcnn, is_training: bool):
                 hint="use the matching *_fpn_keras type or remove fpn",
             )
         return ResNetFasterRcnnFeatureExtractor(
-            RESNET_TYPES[fe.type], batch_norm_trainable=fe.batch_norm_trainable
+            RESNET_TYPES[fe.type],
+            batch_norm_trainable=fe.batch_norm_trainable,
+            first_stage_features_stride=fe.first_stage_features_stride,
         )
     if not fe.HasField("conv_hyperparams"):
         raise UnsupportedError(
@@ -124,6 +144,37 @@ def _feature_extractor(frcnn, is_training: bool):
     )
 
 
+
+
+def _mask_head(mp, in_channels: int, num_classes: int, bp_where: str):
+    from odkit.builders.hyperparams_builder import build_conv_hyperparams
+    from odkit.models.faster_rcnn_heads import MaskRCNNMaskHead
+
+    where = f"{bp_where}.mask_rcnn_box_predictor"
+    if not mp.HasField("conv_hyperparams"):
+        raise UnsupportedError(
+            "predict_instance_masks needs conv_hyperparams (the mask head's convolutions)",
+            where=f"{where}.conv_hyperparams",
+        )
+    for name in ("mask_height", "mask_width", "mask_prediction_num_conv_layers"):
+        if getattr(mp, name) <= 0:
+            raise UnsupportedError(f"{name} must be > 0", where=f"{where}.{name}")
+    if mp.mask_prediction_conv_depth < 0:
+        raise UnsupportedError(
+            "mask_prediction_conv_depth must be >= 0 (0 = automatic)", where=f"{where}.mask_prediction_conv_depth"
+        )
+    hp = build_conv_hyperparams(mp.conv_hyperparams, f"{where}.conv_hyperparams")
+    return MaskRCNNMaskHead(
+        in_channels,
+        num_classes,
+        hp,
+        mask_height=mp.mask_height,
+        mask_width=mp.mask_width,
+        num_conv_layers=mp.mask_prediction_num_conv_layers,
+        conv_depth=mp.mask_prediction_conv_depth,
+        class_agnostic=mp.masks_are_class_agnostic,
+        convolve_then_upsample=mp.convolve_then_upsample_masks,
+    )
 
 
 def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
@@ -183,7 +234,7 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
         atrous_rate=frcnn.first_stage_atrous_rate,
     )
 
-    box_predictor = None
+    box_predictor = mask_head = None
     nms = score_converter = None
     if frcnn.number_of_stages > 1:
         bp_where = f"{WHERE}.second_stage_box_predictor"
@@ -192,11 +243,11 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
                 "only mask_rcnn_box_predictor is supported as the second stage box predictor", where=bp_where
             )
         mp = frcnn.second_stage_box_predictor.mask_rcnn_box_predictor
-        for name in ("predict_instance_masks", "predict_keypoints"):
-            if getattr(mp, name):
-                raise UnsupportedError(
-                    f"{name}: true is not supported", where=f"{bp_where}.mask_rcnn_box_predictor.{name}"
-                )
+        if mp.predict_keypoints:
+            raise UnsupportedError(
+                "predict_keypoints: true is not supported",
+                where=f"{bp_where}.mask_rcnn_box_predictor.predict_keypoints",
+            )
         if mp.box_code_size != 4:
             raise UnsupportedError(
                 "box_code_size must be 4", where=f"{bp_where}.mask_rcnn_box_predictor.box_code_size"
@@ -215,6 +266,8 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
             dropout_keep_probability=mp.dropout_keep_probability,
             share_box_across_classes=mp.share_box_across_classes,
         )
+        if mp.predict_instance_masks:
+            mask_head = _mask_head(mp, extractor.box_classifier_channels, num_classes, bp_where)
     nms, score_converter = post_processing_builder.build(
         frcnn.second_stage_post_processing, f"{WHERE}.second_stage_post_processing"
     )
@@ -246,6 +299,7 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
         second_stage_localization_loss_weight=frcnn.second_stage_localization_loss_weight,
         second_stage_classification_loss_weight=frcnn.second_stage_classification_loss_weight,
         clip_anchors_to_image=frcnn.clip_anchors_to_image,
+        second_stage_mask_prediction_loss_weight=frcnn.second_stage_mask_prediction_loss_weight,
     )
     model = FasterRCNNMetaArch(
         num_classes=num_classes,
@@ -259,6 +313,7 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
         second_stage_classification_loss=cls_loss,
         hard_example_miner=miner,
         input_size=fixed_input_size(frcnn),
+        mask_head=mask_head,
     )
     model.train(is_training)
     return model

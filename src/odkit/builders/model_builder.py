@@ -3,7 +3,8 @@
 `model_config` is an `odkit.protos.DetectionModel` (the pipeline's `model {}` block). `ssd` builds
 `odkit.models.ssd.SSDMetaArch` from the feature extractor / box predictor builders here and the core builders
 (anchor generator, box coder, matcher, similarity, losses, post-processing); `faster_rcnn` is dispatched to
-`odkit.builders.faster_rcnn_builder.build_faster_rcnn(faster_rcnn_proto, is_training)`.
+`odkit.builders.faster_rcnn_builder.build_faster_rcnn(faster_rcnn_proto, is_training)`, `center_net` to
+`odkit.builders.center_net_builder.build_center_net(center_net_proto, is_training)`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ def build_model(model_config, is_training: bool):
     if kind == "faster_rcnn":
         from odkit.builders.faster_rcnn_builder import build_faster_rcnn
         return build_faster_rcnn(model_config.faster_rcnn, is_training)
+    if kind == "center_net":
+        from odkit.builders.center_net_builder import build_center_net
+        return build_center_net(model_config.center_net, is_training)
     raise UnsupportedError(f"model type {kind or '(empty)'} is not supported", where=f"model.{kind}" if kind else "model",
-                           hint="use model { ssd { ... } } or model { faster_rcnn { ... } }")
+                           hint="use model { ssd | faster_rcnn | center_net { ... } }")
 
 
 

@@ -79,21 +79,26 @@ def _diff(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from odkit.config import load
-    from odkit.config_check import check
+    from odkit.workflows.config_check import check
 
     result = check(load(args.path, args.override, args.config_override))
     problems = result.unsupported
     if args.json:
         print(json.dumps({"unsupported": [p.to_dict() for p in problems],
                           "accepted": [p.to_dict() for p in result.accepted],
-                          "errors": result.errors}, indent=2))
+                          "not_checked": [p.to_dict() for p in result.unchecked],
+                          "errors": result.errors, "notes": result.notes}, indent=2))
     else:
         for p in problems:
             print(p)
         for p in result.accepted:
             print(p)
+        for p in result.unchecked:
+            print(p)
         for e in result.errors:
             print(f"odkit config: error: {e}", file=sys.stderr)
+        for n in result.notes:
+            print(f"odkit config: note: {n}", file=sys.stderr)
         if problems:
             print(f"{len(problems)} set field(s) not honoured by odkit", file=sys.stderr)
         else:

@@ -1,4 +1,4 @@
-"""`odkit demo`: the reference workflow end to end (see odkit.demo)."""
+"""`odkit demo`: the reference workflow end to end (see odkit.workflows.demo)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from odkit.demo import DEFAULT_CONFIG, run_demo
+    from odkit.cli import main
+    from odkit.workflows.demo import DEFAULT_CONFIG, run_demo
 
     run_demo(
         workdir=args.workdir,
@@ -29,5 +30,6 @@ def run(args: argparse.Namespace) -> int:
         images_per_class=args.images_per_class,
         device=args.device,
         fresh=args.fresh,
+        run_command=main,
     )
     return 0

@@ -28,13 +28,13 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from odkit.config import load_from_args
-    from odkit.config_check import require_supported
     from odkit.errors import OdkitError
-    from odkit.evaluation.continuous import describe_last, run_continuous_eval
-    from odkit.evaluation.evaluator import evaluate_checkpoint
     from odkit.evaluation.outputs import format_table
     from odkit.evaluation.settings import eval_settings
     from odkit.fileio import check_output_dir
+    from odkit.workflows.config_check import require_supported
+    from odkit.workflows.continuous_eval import describe_last, run_continuous_eval
+    from odkit.workflows.evaluate import evaluate_checkpoint
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     check_output_dir(args.model_dir, "--model_dir")

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from odkit.fileio import check_output_dir
 
     check_output_dir(args.output_directory, "--output_directory")
-    from odkit.export.pipeline_export import export_from_config
+    from odkit.workflows.export import export_from_config
 
     result = export_from_config(
         args.pipeline_config_path, args.trained_checkpoint_dir, args.output_directory,

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise OdkitError(f"--num_workers must be >= 0, got {args.num_workers}")
     if args.num_train_steps is not None and args.num_train_steps < 0:
         raise OdkitError(f"--num_train_steps must be >= 0, got {args.num_train_steps}")
-    from odkit.training.api import train
+    from odkit.workflows.train import train
 
     train(
         args.pipeline_config_path,

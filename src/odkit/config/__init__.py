@@ -2,7 +2,7 @@
 
 config = odkit.config.load("pipeline.config", overrides=["train_config.batch_size=8"])
 
-Which set fields odkit honours is derived from the code that reads them: odkit.config_check
+Which set fields odkit honours is derived from the code that reads them: odkit.workflows.config_check
 (``odkit config check``, ``require_supported``).
 """
 

@@ -139,6 +139,19 @@ def example_json(item: RecordItem) -> dict[str, Any]:
         "boxes": [[_finite_or_none(v) for v in row] for row in ex.boxes.tolist()],
         "labels": [int(v) for v in ex.labels.tolist()], "texts": list(ex.texts),
         "shard": item.shard, "index_in_shard": item.index_in_shard,
+        **_keypoints_json(ex),
+    }
+
+
+def _keypoints_json(ex: DetectionExample) -> dict[str, Any]:
+    """Keypoints per box as [[y, x], ...] (normalized, null when not finite), visibility, names."""
+    if not ex.num_keypoints:
+        return {}
+    k = ex.num_keypoints
+    return {
+        "keypoints": [[[_finite_or_none(v) for v in pt] for pt in obj] for obj in ex.keypoints.tolist()],
+        "keypoint_visibility": [[int(v) for v in obj] for obj in ex.keypoint_visibility.tolist()],
+        "keypoint_names": ex.keypoint_texts[:k] if len(ex.keypoint_texts) >= k else [],
     }
 
 
@@ -164,6 +177,10 @@ def draw_example(ex: DetectionExample, names: dict[int, str] | None = None) -> A
         ty = max(0.0, y0 - 12)
         d.rectangle([x0, ty, x0 + tw + 4, ty + 12], fill=color)
         d.text((x0 + 2, ty), text, fill=(0, 0, 0))
+    if ex.num_keypoints:
+        from odkit.drawing import draw_keypoints
+
+        draw_keypoints(img, ex.keypoints, ex.keypoint_visibility > 0, ex.labels.tolist())
     return img
 
 

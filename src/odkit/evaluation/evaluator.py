@@ -1,23 +1,22 @@
-"""Evaluate a model on the eval input: metrics, side-by-side pictures, TensorBoard, metrics JSON.
+"""The eval loop: run a built model over an input loader and compute the metrics (+ side-by-side pictures).
 
-    metrics = evaluate_checkpoint(config, "model_dir/ckpt-1000", "model_dir")   # writes model_dir/eval/
     metrics, extras = evaluate_model(model, loader, config.eval_config, label_map)
+
+Building the model, loading a checkpoint and the eval input, and writing model_dir/eval/ is the workflow's
+job: odkit.workflows.evaluate.evaluate_checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from odkit.devices import resolve_device
-from odkit.evaluation.metrics import DetectionMetrics
+from odkit.evaluation.metrics import DetectionMetrics, keypoint_metric_specs
 from odkit.evaluation.settings import EvalSettings, eval_settings
 
 log = logging.getLogger(__name__)
@@ -57,6 +56,40 @@ def dets_to_original_frame(boxes: np.ndarray, original_hw: np.ndarray) -> np.nda
     """Detections normalized to the true image -> absolute pixels of the original image."""
     oh, ow = float(original_hw[0]), float(original_hw[1])
     return (boxes.astype(np.float32) * np.array([oh, ow, oh, ow], dtype=np.float32)).astype(np.float32)
+
+
+def _nearest_index(out_size: int, in_size: int) -> np.ndarray:
+    """TF1 resize_nearest_neighbor(align_corners=True) source rows: round(i * (in - 1) / (out - 1))."""
+    if out_size <= 1:
+        return np.zeros(max(out_size, 0), np.int64)
+    scale = np.float32((in_size - 1) / (out_size - 1))
+    return np.minimum(np.floor(np.arange(out_size, dtype=np.float32) * scale + np.float32(0.5)), in_size - 1
+                      ).astype(np.int64)
+
+
+def gt_masks_to_original(masks: np.ndarray, true_hw: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
+    """Groundtruth masks [N, H, W] of the padded model input -> uint8 [N, oh, ow] of the original image
+    (TF eval_util._resize_groundtruth_masks: crop the true region, nearest resize with align_corners)."""
+    th, tw = int(true_hw[0]), int(true_hw[1])
+    oh, ow = int(original_hw[0]), int(original_hw[1])
+    m = masks[:, :th, :tw]
+    return m[:, _nearest_index(oh, th)][:, :, _nearest_index(ow, tw)].astype(np.uint8)
+
+
+def det_masks_to_original(box_masks: np.ndarray, boxes: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
+    """Per-box mask probabilities [D, mh, mw] + boxes normalized to the true image -> uint8 [D, oh, ow] 0/1
+    (TF eval_util: reframe_box_masks_to_image_masks, then > 0.5)."""
+    from odkit.core.masks import reframe_box_masks_to_image_masks
+
+    full = reframe_box_masks_to_image_masks(box_masks.astype(np.float32), boxes, int(original_hw[0]),
+                                            int(original_hw[1]))
+    return (full > 0.5).astype(np.uint8)
+
+
+def _as_corners(points: np.ndarray) -> np.ndarray:
+    """[..., 2] (y, x) -> [n, 4] (y, x, y, x) so the box frame conversions apply to points."""
+    flat = points.reshape(-1, 2)
+    return np.concatenate([flat, flat], axis=1)
 
 
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
@@ -102,6 +135,7 @@ def evaluate_model(
         recall_lower_bound=settings.recall_lower_bound,
         recall_upper_bound=settings.recall_upper_bound,
         skip_predictions_for_unlabeled_class=settings.skip_predictions_for_unlabeled_class,
+        keypoint_metrics=keypoint_metric_specs(settings, label_map),
     )
     num_vis = settings.num_visualizations
     extras = EvalExtras(accumulator=acc)
@@ -156,6 +190,12 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
     g_classes = gt["classes"].cpu().numpy()
     g_num = gt["num_boxes"].cpu().numpy()
     optional = {k: gt[k].cpu().numpy().astype(bool) for k in ("is_crowd", "difficult", "group_of") if k in gt}
+    g_kp = gt["keypoints"].float().cpu().numpy() if "keypoints" in gt else None
+    g_kv = gt["keypoint_visibilities"].cpu().numpy() if "keypoints" in gt else None
+    d_kp = dets["detection_keypoints"].float().cpu().numpy() if "detection_keypoints" in dets else None
+    want_masks = "coco_mask_metrics" in acc.metrics_set
+    g_masks = gt["masks"].cpu().numpy() if want_masks and "masks" in gt else None
+    d_masks = dets["detection_masks"].float().cpu().numpy() if want_masks and "detection_masks" in dets else None
     tis = batch["true_image_shapes"].cpu().numpy()
     orig = batch["original_sizes"].cpu().numpy()
     padded = (int(images.shape[-2]), int(images.shape[-1]))
@@ -171,11 +211,24 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
         ds = d_scores[i, :nd]
         dc = np.rint(d_classes[i, :nd]).astype(np.int64)
         sid = str(batch["source_ids"][i]) if batch.get("source_ids") else ""
+        kp: dict[str, np.ndarray] = {}
+        if g_kp is not None and g_kv is not None:  # keypoints (y, x) scale like the boxes' (ymin, xmin)
+            kpt = g_kp[i, :ng][valid]
+            kp["gt_keypoints"] = gt_to_original_frame(_as_corners(kpt), padded, tis[i], orig[i])[:, :2] \
+                .reshape(kpt.shape)
+            kp["gt_keypoint_visibilities"] = g_kv[i, :ng][valid]
+        if d_kp is not None:
+            dk = d_kp[i, :nd]
+            kp["det_keypoints"] = dets_to_original_frame(_as_corners(dk), orig[i])[:, :2].reshape(dk.shape)
+        if g_masks is not None and d_masks is not None:
+            kp["gt_masks"] = gt_masks_to_original(g_masks[i, :ng][valid], tis[i], orig[i])
+            kp["det_masks"] = det_masks_to_original(d_masks[i, :nd], d_boxes[i, :nd], orig[i])
         acc.add_image(
             sid, gb, gc, db, ds, dc,
             gt_is_crowd=optional["is_crowd"][i, :ng][valid] if "is_crowd" in optional else None,
             gt_difficult=optional["difficult"][i, :ng][valid] if "difficult" in optional else None,
             gt_group_of=optional["group_of"][i, :ng][valid] if "group_of" in optional else None,
+            **kp,
         )
         extras.num_images += 1
         if len(extras.pictures) < num_vis:
@@ -189,57 +242,3 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
             pic = _side_by_side(np.ascontiguousarray(img.astype(np.uint8)), norm_g, gc, norm_d, ds, dc, names,
                                 eval_config)
             extras.pictures.append((sid or f"image_{extras.num_images}", pic))
-
-
-# ---- checkpoints ------------------------------------------------------------------------------------
-
-
-def evaluate_checkpoint(
-    config: Any,
-    ckpt_path: str | os.PathLike[str],
-    model_dir: str | os.PathLike[str],
-    *,
-    device: str | None = None,
-    use_ema: bool | None = None,
-    max_examples: int | None = None,
-    write_outputs: bool = True,
-) -> dict[str, float]:
-    """Evaluate one checkpoint on eval_input_reader[0]; write model_dir/eval/ outputs; return metrics."""
-    from odkit.builders.model_builder import build_model
-    from odkit.checkpoints import load_weights
-    from odkit.data.label_map import LabelMap, load_label_map
-    from odkit.errors import ConfigError
-    from odkit.inputs.builder import build_input_loader
-    from odkit.runtime import apply_thread_plan, plan_threads
-
-    settings = eval_settings(config.eval_config)
-    if not len(config.eval_input_reader):
-        raise ConfigError("the pipeline config has no eval_input_reader", hint="add eval_input_reader { ... }")
-    reader = config.eval_input_reader[0]
-    dev = resolve_device(device)
-    model = build_model(config.model, is_training=False)
-    ema = settings.use_moving_averages if use_ema is None else use_ema
-    ckpt = load_weights(model, ckpt_path, use_ema=ema)
-    model.to(dev)
-    if reader.label_map_path:
-        label_map: Any = load_label_map(reader.label_map_path)
-    else:
-        n = int(getattr(model, "num_classes", 0))
-        label_map = LabelMap.from_names([str(i) for i in range(1, n + 1)])
-    retain = settings.retain_original_images and settings.num_visualizations > 0
-    threads = plan_threads("eval", device=dev.type, max_workers=int(reader.num_readers or 1))
-    apply_thread_plan(threads)
-    loader = build_input_loader(reader, config.model, None, is_training=False,
-                                batch_size=settings.batch_size, retain_original_images=retain,
-                                num_workers=threads.workers)
-    if max_examples is None and settings.num_examples > 0:
-        max_examples = settings.num_examples
-    log.info("loaded %s weights of step %d; running on %s (%s)", "EMA" if ema else "model", ckpt.step, dev,
-             threads.describe())
-    metrics, extras = evaluate_model(model, loader, settings, label_map, device=dev, max_examples=max_examples)
-    if write_outputs:
-        from odkit.evaluation.outputs import write_eval_outputs
-
-        write_eval_outputs(Path(model_dir) / "eval", ckpt.step, metrics, extras, settings,
-                           category_names(label_map))
-    return metrics

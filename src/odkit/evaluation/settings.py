@@ -11,11 +11,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from odkit.config.tracking import field_path, refuse
-from odkit.evaluation.metrics import check_metrics_set
+from odkit.evaluation.metrics import KeypointMetricRequest, check_metrics_set, keypoint_metric_requests
 
 # EvalConfig booleans whose `true` asks for something odkit's evaluator does not do.
 _REFUSED_TRUE = {
-    "eval_instance_masks": "mask evaluation is not implemented",
     "ignore_groundtruth": "evaluation always compares with the groundtruth",
     "retain_original_image_additional_channels": "additional image channels are not supported",
     "save_graph": "there is no TF graph to save",
@@ -49,6 +48,10 @@ class EvalSettings:
     visualization_export_dir: str = ""
     keep_image_id_for_visualization_export: bool = False
     export_path: str = ""
+    # parameterized_metric coco_keypoint_metrics (odkit.evaluation.metrics.keypoint_metric_specs)
+    keypoint_metrics: tuple[KeypointMetricRequest, ...] = ()
+    # keypoint_edge (start, end): drawn by odkit predict on keypoint exports (odkit.workflows.export)
+    keypoint_edges: tuple[tuple[int, int], ...] = ()
 
 
 def eval_settings(eval_config: Any) -> EvalSettings:
@@ -91,4 +94,6 @@ def eval_settings(eval_config: Any) -> EvalSettings:
         visualization_export_dir=str(ec.visualization_export_dir),
         keep_image_id_for_visualization_export=bool(ec.keep_image_id_for_visualization_export),
         export_path=str(ec.export_path),
+        keypoint_metrics=keypoint_metric_requests(ec),
+        keypoint_edges=tuple((int(e.start), int(e.end)) for e in ec.keypoint_edge),
     )

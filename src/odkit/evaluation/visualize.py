@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
-from odkit.inference.draw import draw_boxes
+from odkit.drawing import draw_boxes
 
 
 def side_by_side(

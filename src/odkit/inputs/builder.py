@@ -66,7 +66,6 @@ def single_reader(reader: Any) -> Any:
 
 # InputReader fields that ask for data odkit does not decode: the value that means "off", and why.
 _NOT_DECODED = {
-    "load_instance_masks": (False, "instance masks are not decoded"),
     "load_multiclass_scores": (False, "multiclass scores are not decoded"),
     "load_context_features": (False, "context features are not decoded"),
     "load_context_image_ids": (False, "context image ids are not decoded"),
@@ -75,7 +74,6 @@ _NOT_DECODED = {
     "load_keypoint_depth_features": (False, "keypoint depths are not decoded"),
     "expand_labels_hierarchy": (False, "label hierarchies are not expanded"),
     "num_additional_channels": (0, "additional image channels are not decoded"),
-    "num_keypoints": (0, "keypoints are not decoded"),
     "frame_index": (-1, "sequence frames are not decoded"),
 }
 
@@ -90,11 +88,6 @@ def check_input_reader(reader: Any) -> None:
     for name, (off, why) in _NOT_DECODED.items():
         if getattr(reader, name) != off:
             refuse(reader, name, f"{name} {getattr(reader, name)} is not supported ({why})", hint="remove it")
-    if reader.HasField("mask_type"):
-        refuse(reader, "mask_type", "mask_type is not supported (instance masks are not decoded)", hint="remove it")
-    if len(reader.keypoint_type_weight):
-        refuse(reader, "keypoint_type_weight", "keypoint_type_weight is not supported (keypoints are not decoded)",
-               hint="remove it")
 
 
 @dataclass(frozen=True)
@@ -120,10 +113,14 @@ def input_spec(input_reader: Any, model_config: Any, train_config: Any = None, *
     check_input_reader(input_reader)
     arch = model_arch(model_config)
     augmenter = None
+    num_keypoints = int(input_reader.num_keypoints)  # TF's decoder loads keypoints when this is > 0
+    load_masks = bool(input_reader.load_instance_masks)
     if is_training and train_config is not None and len(train_config.data_augmentation_options):
-        augmenter = build_augmenter(train_config.data_augmentation_options)
+        augmenter = build_augmenter(train_config.data_augmentation_options, num_keypoints, load_masks)
     transform = InputTransform(resizer_for_model(model_config), augmenter,
-                               num_classes=arch.num_classes or None, retain_original_image=retain_original_images)
+                               num_classes=arch.num_classes or None, retain_original_image=retain_original_images,
+                               num_keypoints=num_keypoints, keypoint_type_weight=list(input_reader.keypoint_type_weight),
+                               load_masks=load_masks, mask_type=input_reader_mask_type(input_reader))
     if is_training and train_config is not None:
         max_boxes = int(train_config.max_number_of_boxes)
     else:
@@ -171,6 +168,14 @@ class InputLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.stream.load_state_dict(state)
+
+
+def input_reader_mask_type(input_reader: Any) -> str:
+    """The input reader's mask_type name (PNG_MASKS / NUMERICAL_MASKS; DEFAULT is TF's numerical)."""
+    from odkit.protos import input_reader_pb2
+
+    name = input_reader_pb2.InstanceMaskType.Name(input_reader.mask_type)
+    return "PNG_MASKS" if name == "PNG_MASKS" else "NUMERICAL_MASKS"
 
 
 def build_dataset(input_reader: Any, model_config: Any, train_config: Any = None, *, is_training: bool,

@@ -36,6 +36,7 @@ from odkit.training.settings import train_settings
 
 ModelFn = Callable[..., nn.Module]
 LoaderFn = Callable[..., Iterable[dict[str, Any]]]
+EvaluateFn = Callable[[Path, torch.device], None]
 
 
 @dataclass
@@ -114,38 +115,10 @@ def _pick_device(requested: str | None) -> torch.device:
     return resolve_device(requested)
 
 
-def _default_model_fn(model_config: Any, is_training: bool) -> nn.Module:
-    try:
-        from odkit.builders.model_builder import build_model
-    except ImportError as exc:
-        raise OdkitError(f"the model builder is not available in this odkit build ({exc})") from None
-    return build_model(model_config, is_training=is_training)
-
-
-def _default_loader_fn(*args: Any, **kwargs: Any) -> Iterable[dict[str, Any]]:
-    try:
-        from odkit.inputs.builder import build_input_loader
-    except ImportError as exc:
-        raise OdkitError(f"the input pipeline is not available in this odkit build ({exc})") from None
-    return build_input_loader(*args, **kwargs)
-
-
 def _write_pipeline_config(config: Any, path: Path) -> None:
     from google.protobuf import text_format
 
     atomic_write_text(path, text_format.MessageToString(config))
-
-
-def _run_eval(config: Any, ckpt: Path, model_dir: Path, device: torch.device, log: Callable[[str], None]) -> None:
-    try:
-        from odkit.evaluation.evaluator import evaluate_checkpoint
-    except ImportError:
-        log("eval: odkit.evaluation.evaluator.evaluate_checkpoint is not available; skipping --eval_every_n")
-        return
-    metrics = evaluate_checkpoint(config, ckpt, model_dir, device=str(device))
-    if isinstance(metrics, dict):
-        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-        log("eval " + ckpt.name + ": " + ", ".join(f"{k} {v:.4f}" for k, v in list(shown.items())[:4]))
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: Any) -> None:
@@ -240,19 +213,23 @@ class BoxCheck:
 
 
 class Trainer:
-    """Builds everything from a TrainEvalPipelineConfig and runs the loop; see `odkit.training.api.train`."""
+    """Runs the training loop of a TrainEvalPipelineConfig; the caller (odkit.workflows.train) gives the model
+    builder ``model_fn(model_config, is_training=True)``, the input loader builder ``loader_fn`` (the signature
+    of odkit.inputs.build_input_loader) and, for --eval_every_n, ``evaluate_fn(checkpoint_path, device)``."""
 
     def __init__(
         self,
         config: Any,
         options: TrainOptions,
-        model_fn: ModelFn | None = None,
-        loader_fn: LoaderFn | None = None,
+        model_fn: ModelFn,
+        loader_fn: LoaderFn,
+        evaluate_fn: EvaluateFn | None = None,
     ) -> None:
         self.config = config
         self.opts = options
-        self.model_fn = model_fn or _default_model_fn
-        self.loader_fn = loader_fn or _default_loader_fn
+        self.model_fn = model_fn
+        self.loader_fn = loader_fn
+        self.evaluate_fn = evaluate_fn
         self.model_dir = Path(options.model_dir)
 
     def log(self, text: str) -> None:
@@ -537,8 +514,8 @@ class Trainer:
                     saved = self._save(step, model, optimizer, scaler, ema, summaries, epoch, per_rank_batch, result)
                     last_saved = step
                     result.checkpoint = saved
-                    if want_eval and self.dist.is_main and saved is not None:
-                        _run_eval(self.config, saved, self.model_dir, self.device, self.log)
+                    if want_eval and self.dist.is_main and saved is not None and self.evaluate_fn is not None:
+                        self.evaluate_fn(saved, self.device)
                     barrier(self.dist)
         except KeyboardInterrupt:
             saved_text = f"the last checkpoint is step {last_saved}" if last_saved >= 0 else "no checkpoint yet"

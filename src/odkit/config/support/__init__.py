@@ -29,9 +29,12 @@ _SHUFFLE = "odkit shuffles with a full permutation per epoch (at least as random
 # Keep this list short: every entry is a field a user may set and odkit then ignores.
 ACCEPTED: dict[str, str] = {
     "ArgMaxMatcher.use_matmul_gather": _TPU,
-    "BipartiteMatcher.use_matmul_gather": _TPU,
     "BatchNonMaxSuppression.use_static_shapes": "a TF NMS kernel choice; odkit's NMS gives the same result",
+    "BipartiteMatcher.use_matmul_gather": _TPU,
     "BootstrappedSigmoidClassificationLoss.anchorwise_output": _ANCHORWISE,
+    "CenterNet.compute_heatmap_sparse": "a TF kernel choice; odkit computes the same heatmap",
+    "EvalConfig.eval_instance_masks": "masks are evaluated when metrics_set has coco_mask_metrics",
+    "FasterRcnn.resize_masks": "masks reach the model resized and padded with the image either way",
     "FasterRcnn.use_matmul_crop_and_resize": _TPU,
     "FasterRcnn.use_matmul_gather_in_matcher": _TPU,
     "FasterRcnn.use_static_balanced_label_sampler": _TPU,
@@ -44,8 +47,7 @@ ACCEPTED: dict[str, str] = {
     "SigmoidFocalClassificationLoss.anchorwise_output": _ANCHORWISE,
     "Ssd.inplace_batchnorm_update": "PyTorch batch norm always updates its statistics in place",
     "TrainConfig.replicas_to_aggregate": "DDP always aggregates the gradients of every process",
-    "TrainConfig.run_fine_tune_checkpoint_dummy_computation": (
-        "torch modules own their tensors when built; no dummy run is needed"),
+    "TrainConfig.run_fine_tune_checkpoint_dummy_computation": "torch modules own their tensors; no dummy run needed",
     "TrainConfig.sync_replicas": "DDP training is always synchronous",
     "TrainConfig.unpad_groundtruth_tensors": "batches always carry num_boxes; either value gives the same batches",
     "WeightedL2LocalizationLoss.anchorwise_output": _ANCHORWISE,

@@ -67,6 +67,8 @@ class Finding:
             return f"{self.path} = {self.value}  (accepted, no effect: {self.reason})"
         if self.kind == "refused":
             return f"{self.path} = {self.value}  (refused: {self.reason})"
+        if self.kind == "not checked":
+            return f"{self.path} = {self.value}  (not checked: {self.reason})"
         return f"{self.path} = {self.value}  ({self.reason})"
 
     def to_dict(self) -> dict[str, str]:
@@ -85,16 +87,23 @@ class DryBuild:
     log: ReadLog = field(default_factory=ReadLog)
     refusals: list[Refusal] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # other config errors met while building
+    stopped: list[str] = field(default_factory=list)  # components whose build stopped at such an error
+    notes: list[str] = field(default_factory=list)  # limits of one use of a config (e.g. export), not of a field
 
 
 @dataclass
 class CheckResult:
     findings: list[Finding]
     errors: list[str]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def unsupported(self) -> list[Finding]:
-        return [f for f in self.findings if f.kind != "accepted"]
+        return [f for f in self.findings if f.kind in ("refused", "not read")]
+
+    @property
+    def unchecked(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind == "not checked"]
 
     @property
     def accepted(self) -> list[Finding]:
@@ -141,10 +150,20 @@ def _training(view: Any) -> object:
 
 
 def _export(view: Any) -> object:
+    from odkit.evaluation.settings import eval_settings
     from odkit.export.resize import export_resizer
     from odkit.inputs.builder import resizer_for_model
 
-    return export_resizer(resizer_for_model(view.model))
+    resizer = resizer_for_model(view.model)
+    try:
+        export_resizer(resizer)
+    except UnsupportedError as exc:  # the model trains and evaluates; only its export has this limit
+        raise ExportNote(exc.one_line()) from None
+    return eval_settings(view.eval_config).keypoint_edges
+
+
+class ExportNote(Exception):
+    """A limit of exporting this config (not of one field): printed as a note."""
 
 
 MAX_PASSES = 32
@@ -209,9 +228,12 @@ def _build_all(config: Message, out: DryBuild) -> None:
                     break
                 refused.add(where)
                 continue
+            except ExportNote as exc:
+                out.notes.append(f"{name}: {exc}")
             except OdkitError as exc:
                 if not refused:  # an error caused by clearing a refused field is not the user's
                     out.errors.append(f"{name}: {exc.one_line()}")
+                    out.stopped.append(name)
             break
 
 
@@ -294,15 +316,33 @@ def verdicts(config: Message, built: DryBuild) -> dict[str, tuple[str, str, Refu
         refusal = next((r for r in built.refusals
                         if r.path and (leaf == r.path or (_under(leaf, r.path) and (leaf != r.path and not read)))),
                        None)
+        stopped = next((c for c in built.stopped if any(_under(leaf, p) for p in _scope(c))), None)
         if refusal is not None:
             out[leaf] = ("refused", refusal.message, refusal)
         elif rule_key(fd) in ACCEPTED:
             out[leaf] = ("accepted", ACCEPTED[rule_key(fd)], None)
         elif read:
             out[leaf] = ("honoured", "", None)
+        elif stopped is not None:
+            out[leaf] = ("not checked", f"the {stopped} build stopped at the error above", None)
         else:
             out[leaf] = ("not read", NOT_READ, None)
     return out
+
+
+def _scope(component: str) -> tuple[str, ...]:
+    """The config paths a component reads (to tell "not read" from "not reached" after a build error)."""
+    if component.startswith("model"):
+        return ("model",)
+    if component == "train input":
+        return ("train_input_reader", "train_config.data_augmentation_options", "train_config.max_number_of_boxes")
+    if component.startswith("eval input "):
+        return (f"eval_input_reader[{component.rsplit(' ', 1)[1]}]",)
+    if component == "training":
+        return ("train_config",)
+    if component == "evaluation":
+        return ("eval_config",)
+    return ()
 
 
 def judge(config: Message, built: DryBuild) -> list[Finding]:
@@ -317,7 +357,7 @@ def judge(config: Message, built: DryBuild) -> list[Finding]:
                 reported.add(refusal.path)
                 shown = value if leaf == refusal.path else _value_at(config, refusal.path)
                 findings.append(Finding(refusal.path, shown, refusal.message, "refused"))
-        elif kind in ("accepted", "not read"):
+        elif kind in ("accepted", "not read", "not checked"):
             findings.append(Finding(leaf, value, reason, kind))
     for r in built.refusals:  # refusals that name no set field (a default value the code cannot use)
         if r.path not in reported:
@@ -355,7 +395,7 @@ def _value_at(config: Message, path: str) -> str:
 def check(config: Message) -> CheckResult:
     """Every set field of ``config`` that odkit refuses, does not read, or accepts without effect."""
     built = dry_build(config)
-    return CheckResult(judge(config, built), built.errors)
+    return CheckResult(judge(config, built), built.errors, built.notes)
 
 
 def require_supported(config: Message, allow_unsupported: bool = False, path: str | None = None) -> list[Finding]:

@@ -6,8 +6,13 @@ import argparse
 import math
 from typing import Any
 
+from PIL import Image, ImageDraw
+
+from odkit.config.loader import load
+from odkit.data.label_map import load_label_map
 from odkit.errors import OdkitError
 from odkit.fileio import atomic_write
+from odkit.inputs.builder import build_dataset, build_input_loader, single_reader
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
@@ -15,21 +20,15 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
 
 def collect(config: Any, split: str, num: int, seed: int = 0) -> tuple[list[dict[str, Any]], dict[int, str]]:
     """The first `num` examples of the train (augmented) or eval stream, one dict each."""
-    from odkit.inputs.builder import build_input_loader, single_reader
-
     is_training = split == "train"
     reader = config.train_input_reader if is_training else single_reader(config.eval_input_reader)
     names: dict[int, str] = {}
     if reader.label_map_path:
-        from odkit.data.label_map import load_label_map
-
         lm = load_label_map(reader.label_map_path)
         names = dict(lm.id_to_display_name if reader.use_display_name else lm.id_to_name)
     loader = build_input_loader(reader, config.model, config.train_config if is_training else None,
                                 is_training=False, batch_size=1, seed=seed, num_workers=0)
     if is_training:  # same transform as training (augmentation), without dropping a partial batch
-        from odkit.inputs.builder import build_dataset
-
         loader.dataset.transform = build_dataset(reader, config.model, config.train_config, is_training=True,
                                                  seed=seed).transform
     out: list[dict[str, Any]] = []
@@ -39,6 +38,9 @@ def collect(config: Any, split: str, num: int, seed: int = 0) -> tuple[list[dict
         out.append({"image": batch["images"][0], "true_shape": batch["true_image_shapes"][0].tolist(),
                     "boxes": gt["boxes"][0, :n].tolist(), "classes": gt["classes"][0, :n].tolist(),
                     "source_id": batch["source_ids"][0]})
+        if "keypoints" in gt:
+            out[-1]["keypoints"] = gt["keypoints"][0, :n].numpy()
+            out[-1]["keypoint_visibilities"] = gt["keypoint_visibilities"][0, :n].numpy()
         if len(out) >= num:
             break
     return out, names
@@ -46,8 +48,6 @@ def collect(config: Any, split: str, num: int, seed: int = 0) -> tuple[list[dict
 
 def render_grid(items: list[dict[str, Any]], names: dict[int, str]) -> Any:
     """A Pillow image: one tile per example, boxes in class colours, valid region outlined in grey."""
-    from PIL import Image, ImageDraw
-
     if not items:
         raise OdkitError("no examples to preview")
     th = max(int(it["image"].shape[1]) for it in items)
@@ -72,6 +72,10 @@ def render_grid(items: list[dict[str, Any]], names: dict[int, str]) -> Any:
             ty = max(0, y0 - 12)
             d.rectangle([x0, ty, x0 + 6 * len(label) + 4, ty + 11], fill=colour)
             d.text((x0 + 2, ty), label, fill=(0, 0, 0))
+        if "keypoints" in it:
+            from odkit.drawing import draw_keypoints
+
+            draw_keypoints(tile, it["keypoints"], it["keypoint_visibilities"], it["classes"])
         d.text((3, h - 12), str(it["source_id"])[:40], fill=(255, 255, 255))
         r, c = divmod(k, cols)
         grid.paste(tile, (gap + c * (tw + gap), gap + r * (th + gap)))
@@ -86,8 +90,6 @@ def write_png(image: Any, path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """CLI entry (called by `odkit records preview`)."""
-    from odkit.config.loader import load
-
     if args.num < 1:
         raise OdkitError(f"--num must be >= 1, got {args.num}")
     config = load(args.pipeline_config_path, getattr(args, "override", []) or [],
