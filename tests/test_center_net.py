@@ -185,13 +185,11 @@ def test_zoo_center_net_box_configs_are_fully_supported(compat_dir):
                                                                   "eval_input_reader[0].external_input_reader"]}
     for name, paths in rest.items():
         assert [p.path for p in check(load(compat_dir / "tfod_configs" / name))] == paths, name
-    # DeepMAC and keypoints stay refused by name
+    # DeepMAC stays refused by name; the keypoint configs are supported (tests/test_center_net_keypoints.py)
     deepmac = check(load(compat_dir / "tfod_configs" / "center_net_deepmac_1024x1024_coco_tpu-128.config"))
     assert "model.center_net.deepmac_mask_estimation" in [p.path for p in deepmac]
     kpts = check(load(compat_dir / "tfod_configs" / "centernet_hg104_512x512_kpts_coco17_tpu-32.config"))
-    kpts_paths = [p.path for p in kpts]
-    assert "model.center_net.keypoint_estimation_task" in kpts_paths
-    assert not [p for p in kpts_paths if p.startswith("model.center_net.") and "keypoint" not in p]
+    assert [p.path for p in kpts] == []
 
 
 @pytest.mark.parametrize("name,feature_extractor,outputs,channels", [

@@ -101,3 +101,20 @@ def test_tf1_atrous_configs_are_honoured(compat_dir):
     for name in ("faster_rcnn_inception_resnet_v2_atrous_coco.config", "faster_rcnn_resnet101_atrous_coco.config",
                  "mask_rcnn_resnet101_pets.config"):
         assert check(load(str(compat_dir / "tfod_configs" / "tf1" / name))) == [], name
+
+
+def test_irv2_tf_mapping_covers_every_tensor_once():
+    """The Keras-order name mapping fills every backbone tensor exactly once; TF's sub-models have 342 and 106
+    layers with weights (measured on TF's FasterRCNNInceptionResnetV2KerasFeatureExtractor)."""
+    from odkit.tfcompat.mapping.backbones import (
+        inception_resnet_v2_keras_layers,
+        inception_resnet_v2_keras_maps,
+    )
+
+    assert len(inception_resnet_v2_keras_layers("proposal")) == 342
+    assert len(inception_resnet_v2_keras_layers("box_classifier")) == 106
+    net = InceptionResNetV2()
+    names = [m[0] for part in ("proposal", "box_classifier") for m in inception_resnet_v2_keras_maps("", "tf", part)]
+    assert len(names) == len(set(names))
+    keys = {k for k in net.state_dict() if not k.endswith("num_batches_tracked")}
+    assert set(names) == keys

@@ -43,7 +43,7 @@ import torch
 
 SHARED = Path(os.environ.get("ODKIT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as conftest
 SHIPPED = SHARED / "compat" / "tfod_reference"
-MAPPING_OWNERS = {"efficientdet": "tfparity-effdet", "faster_rcnn": "tfparity-frcnn"}
+MAPPING_OWNERS = {"efficientdet": "tfparity-effdet", "faster_rcnn": "tfparity-frcnn", "center_net": "centernet"}
 # Families whose numerical parity is claimed: the others run the mapping test only and skip the rest with a
 # reason, until their owner adds them here (EfficientDet and Faster R-CNN parity is their owners' work).
 PARITY_FAMILIES = {"ssd"}

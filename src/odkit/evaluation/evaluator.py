@@ -94,7 +94,7 @@ def _as_corners(points: np.ndarray) -> np.ndarray:
 
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
-                  eval_config: EvalSettings) -> np.ndarray:
+                  eval_config: EvalSettings, keypoints: dict[str, np.ndarray] | None = None) -> np.ndarray:
     from odkit.evaluation.visualize import side_by_side
 
     return side_by_side(
@@ -105,6 +105,8 @@ def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.nd
         skip_labels=eval_config.skip_labels,
         groundtruth_on_detections=eval_config.visualize_groundtruth_boxes,
         groundtruth_color=eval_config.groundtruth_box_visualization_color,
+        keypoints=keypoints,
+        keypoint_edges=eval_config.keypoint_edges,
     )
 
 
@@ -239,6 +241,14 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
                 img = images[i, :, :th, :tw].cpu().numpy().transpose(1, 2, 0)
             norm_g = gb / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
             norm_d = db / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
+            hw = np.array([orig[i][0], orig[i][1]], dtype=np.float32)
+            kp_pic: dict[str, np.ndarray] = {}
+            if "gt_keypoints" in kp:
+                kp_pic.update(gt=kp["gt_keypoints"] / hw, gt_visible=kp["gt_keypoint_visibilities"])
+            if "det_keypoints" in kp:
+                kp_pic["det"] = kp["det_keypoints"] / hw
+                if "detection_keypoint_scores" in dets:
+                    kp_pic["det_scores"] = dets["detection_keypoint_scores"][i, :nd].float().cpu().numpy()
             pic = _side_by_side(np.ascontiguousarray(img.astype(np.uint8)), norm_g, gc, norm_d, ds, dc, names,
-                                eval_config)
+                                eval_config, kp_pic or None)
             extras.pictures.append((sid or f"image_{extras.num_images}", pic))

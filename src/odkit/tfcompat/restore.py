@@ -46,6 +46,7 @@ DETECTION_ROOTS: dict[str, tuple[str, ...]] = {
         "model/_feature_extractor_for_proposal_features",
         "model/_feature_extractor_for_box_classifier_features",
     ),
+    "center_net": ("model/_feature_extractor",),  # TF CenterNetMetaArch.restore_from_objects('detection')
 }
 CLASSIFICATION_CHECKPOINT_ROOT = "feature_extractor"
 

@@ -35,3 +35,8 @@ def dense_kernel(a: np.ndarray) -> np.ndarray:
 def flatten(a: np.ndarray) -> np.ndarray:
     """Any shape -> 1-D (e.g. BiFPN fusion weights stored (n, 1))."""
     return np.ascontiguousarray(a.reshape(-1))
+
+
+def ones_like(a: np.ndarray) -> np.ndarray:
+    """A TF constant the checkpoint does not store (batch norm gamma with scale=False), shaped like ``a``."""
+    return np.ones_like(a)
