@@ -49,6 +49,8 @@ class InspectStats:
     box_sizes: list[float] = field(default_factory=list)
     per_file: Counter[str] = field(default_factory=Counter)
     skipped: list[str] = field(default_factory=list)
+    keypoints_per_object: Counter[int] = field(default_factory=Counter)  # K -> objects with K keypoint slots
+    keypoints_labelled: int = 0  # visibility 1 or 2
 
     def add(self, item: RecordItem) -> None:
         ex = item.example
@@ -63,6 +65,9 @@ class InspectStats:
         texts = ex.texts if len(ex.texts) == ex.num_boxes else [""] * ex.num_boxes
         for lab, t in zip(ex.labels.tolist(), texts):
             self.classes[(int(lab), t)] += 1
+        if ex.num_keypoints:
+            self.keypoints_per_object[ex.num_keypoints] += ex.num_boxes
+            self.keypoints_labelled += int((ex.keypoint_visibility > 0).sum())
         if ex.num_boxes:
             b = ex.boxes.astype(np.float64)
             area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
@@ -80,6 +85,8 @@ class InspectStats:
             "classes": [{"label": k[0], "text": k[1], "boxes": v} for k, v in sorted(self.classes.items())],
             "formats": dict(self.formats), "box_size_histogram": dict(self.histogram()),
             "skipped": len(self.skipped),
+            **({"keypoints_per_object": dict(self.keypoints_per_object),
+                "keypoints_labelled": self.keypoints_labelled} if self.keypoints_per_object else {}),
         }
 
     def format(self) -> str:
@@ -95,6 +102,9 @@ class InspectStats:
         lines.append("classes (label, text: boxes):")
         for (lab, text), n in sorted(self.classes.items()):
             lines.append(f"  {lab:>4} {text or '-'}: {n}")
+        if self.keypoints_per_object:
+            kinds = ", ".join(f"{n} objects x {k}" for k, n in sorted(self.keypoints_per_object.items()))
+            lines.append(f"keypoints: {kinds}, {self.keypoints_labelled} labelled (visibility 1 or 2)")
         lines.append("box size histogram (sqrt of relative area):")
         peak = max((n for _, n in self.histogram()), default=0) or 1
         for label, n in self.histogram():

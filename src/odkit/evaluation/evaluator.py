@@ -192,6 +192,7 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
     g_classes = gt["classes"].cpu().numpy()
     g_num = gt["num_boxes"].cpu().numpy()
     optional = {k: gt[k].cpu().numpy().astype(bool) for k in ("is_crowd", "difficult", "group_of") if k in gt}
+    g_area = gt["area"].float().cpu().numpy() if "area" in gt else None
     g_kp = gt["keypoints"].float().cpu().numpy() if "keypoints" in gt else None
     g_kv = gt["keypoint_visibilities"].cpu().numpy() if "keypoints" in gt else None
     d_kp = dets["detection_keypoints"].float().cpu().numpy() if "detection_keypoints" in dets else None
@@ -230,6 +231,7 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
             gt_is_crowd=optional["is_crowd"][i, :ng][valid] if "is_crowd" in optional else None,
             gt_difficult=optional["difficult"][i, :ng][valid] if "difficult" in optional else None,
             gt_group_of=optional["group_of"][i, :ng][valid] if "group_of" in optional else None,
+            gt_area=g_area[i, :ng][valid] if g_area is not None else None,
             **kp,
         )
         extras.num_images += 1

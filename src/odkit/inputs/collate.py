@@ -38,8 +38,8 @@ def collate_examples(examples: Sequence[dict[str, Any]], max_boxes: int | None =
     classes = torch.zeros((b, m), dtype=torch.int64)
     weights = torch.zeros((b, m), dtype=torch.float32)
     num = torch.zeros((b,), dtype=torch.int64)
-    flag_keys = [k for k in ("difficult", "group_of") if all(k in e for e in examples)]
-    flags = {k: torch.zeros((b, m), dtype=torch.bool) for k in flag_keys}
+    flag_keys = [k for k in ("difficult", "group_of", "is_crowd", "area") if all(k in e for e in examples)]
+    flags = {k: torch.zeros((b, m), dtype=torch.float32 if k == "area" else torch.bool) for k in flag_keys}
     kp = _keypoint_arrays(examples, m)
     masks = torch.zeros((b, m, H, W), dtype=torch.uint8) if examples and all("masks" in e for e in examples) \
         else None

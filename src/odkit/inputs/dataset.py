@@ -80,9 +80,10 @@ class InputTransform:
     def __call__(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
                  rng: random.Random, where: str = "", flags: dict[str, torch.Tensor] | None = None,
                  keypoints: torch.Tensor | None = None, keypoint_visibilities: torch.Tensor | None = None,
-                 masks: torch.Tensor | None = None) -> dict[str, Any]:
+                 masks: torch.Tensor | None = None, area: torch.Tensor | None = None) -> dict[str, Any]:
         """``flags``: optional per-box bool tensors (difficult, group_of) carried through augmentation;
-        ``keypoints`` [N, K, 2] (y, x) normalized and ``keypoint_visibilities`` bool [N, K] when loaded."""
+        ``keypoints`` [N, K, 2] (y, x) normalized and ``keypoint_visibilities`` bool [N, K] when loaded;
+        ``area`` float [N] (image/object/area, pixels of the original image; TF's groundtruth_area for eval)."""
         original = image
         keep = torch.isfinite(boxes).all(dim=1) & (labels > 0)  # TF drops NaN boxes and unknown (-1) classes
         if self.num_classes is not None and bool((labels[keep] > self.num_classes).any()):
@@ -98,6 +99,8 @@ class InputTransform:
             extra["keypoint_visibilities"] = vis[keep]
         if masks is not None:
             extra["masks"] = masks.to(torch.uint8)[keep]
+        if area is not None:
+            extra["area"] = area.to(torch.float32)[keep]
         sample = make_sample(image, boxes[keep], labels[keep], weights[keep], **extra)
         if self.augmenter is not None and len(self.augmenter):
             sample = self.augmenter(sample, rng)
@@ -118,7 +121,9 @@ class InputTransform:
         if masks is not None:
             result["masks"] = _masks_out(sample.fields["masks"], th, tw, out_h, out_w)
         for k in extra:
-            if k not in ("keypoints", "keypoint_visibilities", "masks"):
+            if k == "area":
+                result[k] = sample.fields[k].to(torch.float32)
+            elif k not in ("keypoints", "keypoint_visibilities", "masks"):
                 result[k] = sample.fields[k].to(torch.bool)
         if keypoints is not None:
             result.update(self._keypoints_out(sample.fields["keypoints"], sample.fields["keypoint_visibilities"],
@@ -200,6 +205,9 @@ class DetectionDataset(Dataset):
                 raise DataError(f"masks are {ex.masks.shape[2]}x{ex.masks.shape[1]}, the decoded image "
                                 f"{image.shape[-1]}x{image.shape[-2]}", where=where)
             kp["masks"] = torch.from_numpy(np.ascontiguousarray(ex.masks))
+        area = getattr(ex, "area", None)
+        if area is not None and len(area) and len(area) == len(ex.labels):
+            kp["area"] = torch.from_numpy(np.asarray(area, np.float32))
         out = self.transform(image, torch.from_numpy(np.asarray(ex.boxes, np.float32)).reshape(-1, 4),
                              torch.from_numpy(np.asarray(ex.labels, np.int64)),
                              torch.from_numpy(np.asarray(ex.weights, np.float32)), rng, where,
@@ -210,10 +218,11 @@ class DetectionDataset(Dataset):
 
 
 def _box_flags(ex: Any) -> dict[str, torch.Tensor]:
-    """difficult / group_of per box when the record has them (evaluation uses them; training ignores them)."""
+    """difficult / group_of / is_crowd per box when the record has them (evaluation uses them, as TF's
+    groundtruth_difficult / group_of / is_crowd; training ignores them)."""
     n = len(ex.labels)
     out = {}
-    for key in ("difficult", "group_of"):
+    for key in ("difficult", "group_of", "is_crowd"):
         v = getattr(ex, key, None)
         if v is not None and len(v) == n:
             out[key] = torch.from_numpy(np.asarray(v, dtype=bool)).reshape(n)
