@@ -34,6 +34,7 @@ from odkit.training.optimizers import build_optimizer, set_learning_rate
 from odkit.training.precision import Precision, resolve_precision
 from odkit.training.progress import Progress, format_duration
 from odkit.training.rng import seed_everything
+from odkit.training.settings import train_settings
 from odkit.training.step import TrainStep, batch_to_device
 from odkit.training.summaries import TrainSummaries
 
@@ -136,7 +137,7 @@ class Trainer:
     def _num_steps(self) -> int | None:
         n = self.opts.num_train_steps
         if n is None:
-            n = int(self.config.train_config.num_steps)
+            n = train_settings(self.config.train_config).num_steps
         if n < 0:
             raise OdkitError(f"num_train_steps must be >= 0, got {n}", where="--num_train_steps")
         return n or None  # 0: train until interrupted, as TF
@@ -175,7 +176,6 @@ class Trainer:
     def _run(self, device: torch.device) -> TrainResult:
         t_start = time.perf_counter()
         self.device = device = self._setup_runtime(device)
-        tc = self.config.train_config
         num_steps = self._num_steps()
         self._prepare_model_dir()
         latest = ckpts.latest_checkpoint(self.model_dir)
@@ -196,7 +196,7 @@ class Trainer:
             return result
 
         loader = self._resume_loader(state, train_state, latest)
-        step_fn = self._step_fn(parts.model, parts.precision, bool(tc.add_regularization_loss), parts.channels_last)
+        step_fn = self._step_fn(parts.model, parts.precision, self.settings.add_regularization_loss, parts.channels_last)
         progress = Progress(state.step, num_steps, self.global_batch)
         self.log(
             f"training {type(parts.model).__name__} on {device} ({parts.precision.name}, {self.dist.world_size} "
@@ -234,7 +234,8 @@ class Trainer:
         """The process's device, batch split, thread plan and determinism settings."""
         if self.dist.enabled and device.type == "cuda":
             device = torch.device("cuda", self.dist.local_rank)
-        global_batch = int(self.config.train_config.batch_size)
+        self.settings = train_settings(self.config.train_config)
+        global_batch = self.settings.batch_size
         if global_batch <= 0 or global_batch % self.dist.world_size:
             raise ConfigError(
                 f"batch_size {global_batch} must be a positive multiple of the number of processes "
@@ -273,17 +274,17 @@ class Trainer:
     def _build_parts(self, device: torch.device, fine_tune: bool) -> _Parts:
         """Model (restored from the config's fine_tune_checkpoint when ``fine_tune``: a fresh run), optimizer,
         schedule, EMA, precision."""
-        tc = self.config.train_config
+        tc, ts = self.config.train_config, self.settings
         model = self.model_fn(self.config.model, is_training=True)
         if fine_tune:
-            report = apply_fine_tune(model, tc, allow_download=self.opts.allow_download,
+            report = apply_fine_tune(model, ts, allow_download=self.opts.allow_download,
                                      model_config=self.config.model)
             if report is not None:
                 details = self.model_dir / FINE_TUNE_REPORT
                 if self.dist.is_main:
                     report.write_json(details)
                 self.log(report.summary(details=str(details)))
-        frozen = apply_trainable_filters(model, list(tc.update_trainable_variables), list(tc.freeze_variables))
+        frozen = apply_trainable_filters(model, ts.update_trainable_variables, ts.freeze_variables)
         if frozen:
             self.log(f"frozen parameters: {len(frozen)} (e.g. {frozen[0]})")
         # NHWC: oneDNN on CPU and cuDNN on GPU run these convolutions and batch norms faster in it (measured:
@@ -295,11 +296,11 @@ class Trainer:
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer, schedule = build_optimizer(tc.optimizer, params)
-        ema = ModelEMA(model, tc.optimizer.moving_average_decay) if tc.optimizer.use_moving_average else None
-        precision = resolve_precision(self.opts.precision, device, tc.use_bfloat16)
+        ema = ModelEMA(model, ts.moving_average_decay) if ts.use_moving_average else None
+        precision = resolve_precision(self.opts.precision, device, ts.use_bfloat16)
         scaler = torch.amp.GradScaler(device.type) if precision.use_scaler else None
         return _Parts(model, params, optimizer, schedule, ema, precision, scaler, channels_last,
-                      float(tc.gradient_clipping_by_norm))
+                      ts.gradient_clipping_by_norm)
 
     # -- resume --------------------------------------------------------------------------------------
     def _resume(self, parts: _Parts, latest: ckpts.Checkpoint | None
@@ -325,7 +326,7 @@ class Trainer:
                 parts.ema.load_state_dict(ckpts.read_state_dict(latest.path, use_ema=True),
                                           train_state.get("ema_updates", step))
             except OdkitError:  # the run had no EMA before
-                parts.ema = ModelEMA(parts.model, self.config.train_config.optimizer.moving_average_decay)
+                parts.ema = ModelEMA(parts.model, self.settings.moving_average_decay)
         self.log(f"resuming from {latest.path} (step {step})")
         return (_LoopState(step=step, window_start=step, last_saved=latest.step), train_state,
                 train_state_io.loss_history(train_state))

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from odkit import checkpoints as ck
 from odkit.builders.model_builder import build_model
-from odkit.config import load, require_supported, to_text
+from odkit.config import load, to_text
 from odkit.errors import OdkitError
 from odkit.tfcompat.reader import open_tf_checkpoint
 from odkit.tfcompat.restore import is_tf_checkpoint, read_tf_state_dict
+from odkit.workflows.config_check import require_supported
 
 
 def _stderr(msg: str) -> None:
