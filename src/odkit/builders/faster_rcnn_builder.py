@@ -65,10 +65,7 @@ def _refuse(frcnn) -> None:
 def _fc_hyperparams(proto, where: str):
     from odkit.builders.hyperparams_builder import build_conv_hyperparams
 
-    copy = type(proto)()
-    copy.CopyFrom(proto)
-    copy.ClearField("op")
-    return build_conv_hyperparams(copy, where)
+    return build_conv_hyperparams(proto, where)  # `op` does not change anything (see hyperparams_builder)
 
 
 def _pooled_size(frcnn) -> int:
@@ -95,6 +92,7 @@ def _feature_extractor(frcnn, is_training: bool):
             f"feature extractor type {fe.type!r} is not supported",
             where=f"{where}.type",
             hint="use one of " + ", ".join(sorted(known)),
+            substitute="faster_rcnn_resnet50_keras",
         )
     strides = (8, 16) if fe.type in INCEPTION_RESNET_V2_TYPES or fe.type in RESNET_TYPES else (16,)
     if fe.first_stage_features_stride not in strides:

@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from odkit.tfcompat.convert import convert_tf_checkpoint
+    from odkit.workflows.convert import convert_tf_checkpoint
 
     convert_tf_checkpoint(
         args.pipeline_config_path, args.tf_checkpoint, args.output_dir,

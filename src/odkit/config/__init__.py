@@ -1,7 +1,9 @@
-"""pipeline.config loading, overrides, printing, diff and the support registry.
+"""pipeline.config loading, overrides, printing and diff; read tracking (odkit.config.tracking).
 
 config = odkit.config.load("pipeline.config", overrides=["train_config.batch_size=8"])
-odkit.config.require_supported(config, allow_unsupported=False, path="pipeline.config")
+
+Which set fields odkit honours is derived from the code that reads them: odkit.workflows.config_check
+(``odkit config check``, ``require_supported``).
 """
 
 from __future__ import annotations
@@ -11,23 +13,19 @@ import argparse
 from odkit.config.diff import Difference, diff
 from odkit.config.loader import load, load_text, load_with_notes, parse_text, save, to_text
 from odkit.config.overrides import apply_config_overrides, apply_override, apply_overrides
-from odkit.config.support import Unsupported, check, require_supported
 from odkit.protos import pipeline_pb2
 
 __all__ = [
     "Difference",
-    "Unsupported",
     "apply_config_overrides",
     "apply_override",
     "apply_overrides",
-    "check",
     "diff",
     "load",
     "load_from_args",
     "load_text",
     "load_with_notes",
     "parse_text",
-    "require_supported",
     "save",
     "to_text",
 ]

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set, keypoint_metric_specs
+from odkit.evaluation.metrics import DetectionMetrics, keypoint_metric_specs
+from odkit.evaluation.settings import EvalSettings, eval_settings
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,6 @@ def category_names(label_map: Any) -> dict[int, str]:
     if hasattr(label_map, "id_to_display_name"):
         return dict(label_map.id_to_display_name)
     raise TypeError(f"unsupported label map type {type(label_map).__name__}")
-
-
-def _field(msg: Any, name: str, default: Any) -> Any:
-    """A proto (or namespace) field with a fallback when the object lacks it."""
-    return getattr(msg, name, default)
 
 
 def gt_to_original_frame(boxes: np.ndarray, padded_hw: tuple[int, int], true_hw: np.ndarray,
@@ -98,19 +94,19 @@ def _as_corners(points: np.ndarray) -> np.ndarray:
 
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
-                  eval_config: Any, keypoints: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                  eval_config: EvalSettings, keypoints: dict[str, np.ndarray] | None = None) -> np.ndarray:
     from odkit.evaluation.visualize import side_by_side
 
     return side_by_side(
         image_hwc, gt_boxes, gt_classes, det_boxes, det_scores, det_classes, names,
-        min_score_threshold=float(_field(eval_config, "min_score_threshold", 0.5)),
-        max_boxes=int(_field(eval_config, "max_num_boxes_to_visualize", 20)),
-        skip_scores=bool(_field(eval_config, "skip_scores", False)),
-        skip_labels=bool(_field(eval_config, "skip_labels", False)),
-        groundtruth_on_detections=bool(_field(eval_config, "visualize_groundtruth_boxes", False)),
-        groundtruth_color=str(_field(eval_config, "groundtruth_box_visualization_color", "black")),
+        min_score_threshold=eval_config.min_score_threshold,
+        max_boxes=eval_config.max_num_boxes_to_visualize,
+        skip_scores=eval_config.skip_scores,
+        skip_labels=eval_config.skip_labels,
+        groundtruth_on_detections=eval_config.visualize_groundtruth_boxes,
+        groundtruth_color=eval_config.groundtruth_box_visualization_color,
         keypoints=keypoints,
-        keypoint_edges=tuple((int(e.start), int(e.end)) for e in _field(eval_config, "keypoint_edge", [])),
+        keypoint_edges=eval_config.keypoint_edges,
     )
 
 
@@ -132,18 +128,18 @@ def evaluate_model(
     are added when the model can compute them.
     """
     names = category_names(label_map)
-    metrics_set = check_metrics_set(list(_field(eval_config, "metrics_set", [])))
+    settings = eval_settings(eval_config)
     acc = DetectionMetrics(
         names,
-        metrics_set,
-        include_metrics_per_category=bool(_field(eval_config, "include_metrics_per_category", False)),
-        all_metrics_per_category=bool(_field(eval_config, "all_metrics_per_category", False)),
-        recall_lower_bound=float(_field(eval_config, "recall_lower_bound", 0.0)),
-        recall_upper_bound=float(_field(eval_config, "recall_upper_bound", 1.0)),
-        skip_predictions_for_unlabeled_class=bool(_field(eval_config, "skip_predictions_for_unlabeled_class", False)),
-        keypoint_metrics=keypoint_metric_specs(eval_config, label_map),
+        list(settings.metrics_set),
+        include_metrics_per_category=settings.include_metrics_per_category,
+        all_metrics_per_category=settings.all_metrics_per_category,
+        recall_lower_bound=settings.recall_lower_bound,
+        recall_upper_bound=settings.recall_upper_bound,
+        skip_predictions_for_unlabeled_class=settings.skip_predictions_for_unlabeled_class,
+        keypoint_metrics=keypoint_metric_specs(settings, label_map),
     )
-    num_vis = int(_field(eval_config, "num_visualizations", 10))
+    num_vis = settings.num_visualizations
     extras = EvalExtras(accumulator=acc)
     dev = torch.device(device) if device is not None else next(iter(model.parameters()), torch.empty(0)).device
     model.eval()
@@ -175,7 +171,7 @@ def evaluate_model(
                     for k, v in losses.items():
                         loss_sums[k] = loss_sums.get(k, 0.0) + v
                     loss_batches += 1
-            _add_batch(acc, extras, batch, gt, dets, images, names, eval_config, num_vis, limit)
+            _add_batch(acc, extras, batch, gt, dets, images, names, settings, num_vis, limit)
             if limit is not None and extras.num_images >= limit:
                 break
     if loss_batches:
@@ -186,7 +182,7 @@ def evaluate_model(
 
 
 def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any], gt: dict[str, Any],
-               dets: dict[str, torch.Tensor], images: torch.Tensor, names: dict[int, str], eval_config: Any,
+               dets: dict[str, torch.Tensor], images: torch.Tensor, names: dict[int, str], eval_config: EvalSettings,
                num_vis: int, limit: int | None) -> None:
     d_boxes = dets["detection_boxes"].float().cpu().numpy()
     d_scores = dets["detection_scores"].float().cpu().numpy()

@@ -88,12 +88,13 @@ def normalized_to_pixels(type_name: str, values: list[float]) -> list[float]:
     return [v * s + m for v, m, s in zip(values, mean, std)]
 
 
-def canonical_type(type_name: str) -> str:
+def canonical_type(type_name: str, where: str | None = None) -> str:
     name = ALIASES.get(type_name, type_name)
     if name not in SUPPORTED:
         raise UnsupportedError(
-            f"feature_extractor type {type_name!r} is not supported",
-            hint="supported: " + ", ".join(SUPPORTED) + " (and TF1 aliases " + ", ".join(ALIASES) + ")")
+            f"feature_extractor type {type_name!r} is not supported", where=where,
+            hint="supported: " + ", ".join(SUPPORTED) + " (and TF1 aliases " + ", ".join(ALIASES) + ")",
+            substitute="ssd_mobilenet_v1_fpn_keras" if "fpn" in type_name else "ssd_mobilenet_v2_keras")
     return name
 
 
@@ -165,7 +166,7 @@ def create_ssd_feature_extractor(
 
     num_layers (non-FPN MobileNet SSDs only, TF default 6): number of feature maps (2 backbone + extra layers).
     """
-    name = canonical_type(type_name)
+    name = canonical_type(type_name, where=f"{where}.type")
     if not 2 <= num_layers <= 6:
         raise UnsupportedError(f"num_layers {num_layers} is not supported", where=f"{where}.num_layers",
                                hint="use 2..6")

@@ -33,8 +33,8 @@ from torch import nn
 
 from odkit.checkpoints import safe_torch_load
 from odkit.errors import ConfigError, OdkitError, UnsupportedError
+from odkit.training.settings import FineTuneSettings, TrainSettings, fine_tune_settings
 
-FINE_TUNE_TYPES = ("detection", "classification", "full")
 FINE_TUNE_REPORT = "fine_tune_report.json"  # in model_dir: the full lists behind the printed summary
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 _STRIP_PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.")
@@ -180,16 +180,8 @@ def _candidates(name: str, prefixes: Sequence[str]) -> list[str]:
 
 
 def fine_tune_type(train_config: Any) -> str:
-    kind = train_config.fine_tune_checkpoint_type
-    if not kind:
-        kind = "detection" if train_config.from_detection_checkpoint else "classification"
-    if kind not in FINE_TUNE_TYPES:
-        raise UnsupportedError(
-            f"fine_tune_checkpoint_type {kind!r} is not supported",
-            where="train_config.fine_tune_checkpoint_type",
-            hint="use one of: " + ", ".join(FINE_TUNE_TYPES),
-        )
-    return kind
+    """fine_tune_checkpoint_type (from_detection_checkpoint when empty); refused when unknown."""
+    return fine_tune_settings(train_config).kind
 
 
 def _first_mismatch_error(name: str, have: tuple[int, ...], want: tuple[int, ...], count: int, kind: str,
@@ -328,12 +320,9 @@ def load_tf_fine_tune(
     return report
 
 
-def _check_checkpoint_version(train_config: Any, path: str) -> None:
+def _check_checkpoint_version(settings: FineTuneSettings, path: str) -> None:
     """fine_tune_checkpoint_version: TF2 object-based checkpoints are V2; an explicit V1 is refused as TF2 does."""
-    from odkit.protos import train_pb2
-
-    if (train_config.HasField("fine_tune_checkpoint_version")
-            and train_config.fine_tune_checkpoint_version == train_pb2.CheckpointVersion.V1):
+    if settings.version_v1:
         raise UnsupportedError(
             "fine_tune_checkpoint_version V1 (TF1 name-based checkpoints) is not supported",
             where="train_config.fine_tune_checkpoint_version",
@@ -346,15 +335,15 @@ def apply_fine_tune(
 ) -> FineTuneReport | None:
     """Load TrainConfig.fine_tune_checkpoint into ``model`` (None when not set). ``model_config`` (the
     pipeline's ``model`` message) is needed to map the names of a TF checkpoint."""
-    path = train_config.fine_tune_checkpoint
+    settings = train_config.fine_tune if isinstance(train_config, TrainSettings) else fine_tune_settings(train_config)
+    path = settings.checkpoint
     if not path:
         return None
-    kind = fine_tune_type(train_config)
-    load_all = bool(train_config.load_all_detection_checkpoint_vars) and kind == "detection"
+    kind, load_all = settings.kind, settings.load_all
     from odkit.tfcompat.restore import is_tf_checkpoint
 
     if is_tf_checkpoint(path):
-        _check_checkpoint_version(train_config, path)
+        _check_checkpoint_version(settings, path)
         if model_config is None:
             raise UnsupportedError("restoring a TF checkpoint needs the model config", where=path)
         return load_tf_fine_tune(model, model_config, path, kind, load_all=load_all)

@@ -32,6 +32,7 @@ from odkit.training.optimizers import build_optimizer, set_learning_rate
 from odkit.training.precision import Precision, resolve_precision
 from odkit.training.progress import Progress, format_duration
 from odkit.training.rng import capture_rng_state, restore_rng_state, seed_everything
+from odkit.training.settings import train_settings
 
 ModelFn = Callable[..., nn.Module]
 LoaderFn = Callable[..., Iterable[dict[str, Any]]]
@@ -239,7 +240,7 @@ class Trainer:
     def _num_steps(self) -> int | None:
         n = self.opts.num_train_steps
         if n is None:
-            n = int(self.config.train_config.num_steps)
+            n = train_settings(self.config.train_config).num_steps
         if n < 0:
             raise OdkitError(f"num_train_steps must be >= 0, got {n}", where="--num_train_steps")
         return n or None  # 0: train until interrupted, as TF
@@ -281,7 +282,8 @@ class Trainer:
             device = torch.device("cuda", self.dist.local_rank)
         self.device = device
         tc = self.config.train_config
-        global_batch = int(tc.batch_size)
+        ts = train_settings(tc)
+        global_batch = ts.batch_size
         if global_batch <= 0 or global_batch % self.dist.world_size:
             raise ConfigError(
                 f"batch_size {global_batch} must be a positive multiple of the number of processes "
@@ -316,14 +318,14 @@ class Trainer:
         model = self.model_fn(self.config.model, is_training=True)
         latest = ckpts.latest_checkpoint(self.model_dir)
         if latest is None:
-            report = apply_fine_tune(model, tc, allow_download=self.opts.allow_download,
+            report = apply_fine_tune(model, ts, allow_download=self.opts.allow_download,
                                      model_config=self.config.model)
             if report is not None:
                 details = self.model_dir / FINE_TUNE_REPORT
                 if self.dist.is_main:
                     report.write_json(details)
                 self.log(report.summary(details=str(details)))
-        frozen = apply_trainable_filters(model, list(tc.update_trainable_variables), list(tc.freeze_variables))
+        frozen = apply_trainable_filters(model, ts.update_trainable_variables, ts.freeze_variables)
         if frozen:
             self.log(f"frozen parameters: {len(frozen)} (e.g. {frozen[0]})")
         # NHWC: oneDNN on CPU and cuDNN on GPU run these convolutions and batch norms faster in it (measured:
@@ -335,8 +337,8 @@ class Trainer:
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer, schedule = build_optimizer(tc.optimizer, params)
-        ema = ModelEMA(model, tc.optimizer.moving_average_decay) if tc.optimizer.use_moving_average else None
-        precision = resolve_precision(self.opts.precision, device, tc.use_bfloat16)
+        ema = ModelEMA(model, ts.moving_average_decay) if ts.use_moving_average else None
+        precision = resolve_precision(self.opts.precision, device, ts.use_bfloat16)
         scaler = torch.amp.GradScaler(device.type) if precision.use_scaler else None
 
         step = 0
@@ -380,7 +382,7 @@ class Trainer:
                 try:
                     ema.load_state_dict(ckpts.read_state_dict(latest.path, use_ema=True), train_state.get("ema_updates", step))
                 except OdkitError:
-                    ema = ModelEMA(model, tc.optimizer.moving_average_decay)  # run had no EMA before
+                    ema = ModelEMA(model, ts.moving_average_decay)  # run had no EMA before
             hist = train_state.get("loss_history")
             if torch.is_tensor(hist):
                 history = [[float(x) for x in row] for row in hist.tolist()]
@@ -428,7 +430,7 @@ class Trainer:
         elif self.dist.rank:
             seed_everything(self.opts.seed + 7919 * self.dist.rank)
 
-        step_module: nn.Module = _TrainStep(model, precision, tc.add_regularization_loss, channels_last)
+        step_module: nn.Module = _TrainStep(model, precision, ts.add_regularization_loss, channels_last)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -441,7 +443,7 @@ class Trainer:
         if self.opts.compile:
             step_fn = torch.compile(step_module)
 
-        clip = float(tc.gradient_clipping_by_norm)
+        clip = ts.gradient_clipping_by_norm
         progress = Progress(step, num_steps, global_batch)
         self.log(
             f"training {type(model).__name__} on {device} ({precision.name}, {self.dist.world_size} process"

@@ -35,9 +35,10 @@ def convert_tf_checkpoint(
     """Map every variable of ``tf_checkpoint`` onto the model of the config and write ``output_dir``."""
     from odkit import checkpoints as ck
     from odkit.builders.model_builder import build_model
-    from odkit.config import load, require_supported, to_text
+    from odkit.config import load, to_text
     from odkit.tfcompat import open_tf_checkpoint
     from odkit.tfcompat.restore import is_tf_checkpoint, read_tf_state_dict
+    from odkit.workflows.config_check import require_supported
 
     out = Path(output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
