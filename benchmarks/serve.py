@@ -159,7 +159,8 @@ def main() -> int:
         tmp = Path(tmp_s)
         model = args.model
         if model is None:
-            from odkit.export.tiny_model import export_untrained_demo_ssd
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # test-only model
+            from tiny_model import export_untrained_demo_ssd
 
             print("exporting the demo SSD (128x128, untrained weights) ...", file=sys.stderr)
             model = export_untrained_demo_ssd(tmp / "model", size=128, class_names=("raccoon",))

@@ -121,7 +121,7 @@ def test_builder_defaults_and_parameters() -> None:
     assert op.keywords["min_object_covered"] == 1.0 and op.keywords["overlap_thresh"] == pytest.approx(0.3)
     assert op.keywords["random_coef"] == 0.25
     op = _step("random_horizontal_flip {}")
-    assert op.keywords == {"probability": 0.5}
+    assert op.keywords == {"probability": 0.5, "keypoint_flip_permutation": ()}
     op = _step("ssd_random_crop {}")
     assert op.func is crop.ssd_random_crop and op.keywords == {}
     op = _step("ssd_random_crop { operations { min_object_covered: 0.5 min_aspect_ratio: 0.5 max_aspect_ratio: 2 "

@@ -71,9 +71,9 @@ def test_bad_records_raise_clear_errors() -> None:
     data = encode_detection_example(b"x", format="jpeg", height=1, width=1)
     ex = example_pb2.Example()
     ex.ParseFromString(data)
-    ex.features.feature["image/object/mask"].bytes_list.value.append(b"m")
+    ex.features.feature["image/object/densepose/num"].int64_list.value.append(1)
     ex.features.feature["image/object/bbox/xmin"].float_list.value.append(0.5)
-    with pytest.raises(UnsupportedError, match="image/object/mask"):
+    with pytest.raises(UnsupportedError, match="image/object/densepose"):
         decode_detection_example(ex.SerializeToString())
     with pytest.raises(DataError, match="bbox coordinate lists differ"):
         decode_detection_example(ex.SerializeToString(), ignore_unsupported=True)

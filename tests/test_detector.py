@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_model import FixedResizer, TinyDetector
 
 import odkit
 from odkit.errors import DataError, OdkitError
 from odkit.export.exporter import export_model
-from odkit.export.tiny_model import FixedResizer, TinyDetector
 from odkit.inference.detector import Detection, Detector
 from odkit.inference.draw import draw_detections
 from odkit.inference.images import load_image, open_image

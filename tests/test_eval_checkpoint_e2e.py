@@ -45,7 +45,7 @@ def workdir(tmp_path_factory):
 
 
 def test_evaluate_checkpoint_writes_eval_dir(workdir):
-    from odkit.evaluation.evaluator import evaluate_checkpoint
+    from odkit.workflows.evaluate import evaluate_checkpoint
 
     w, pipeline = workdir
     metrics = evaluate_checkpoint(pipeline, w / "model" / "ckpt-3", w / "model", device="cpu")
@@ -73,7 +73,7 @@ def test_use_ema_reads_ema_weights_or_says_they_are_missing(workdir):
     from odkit.builders.model_builder import build_model
     from odkit.checkpoints import save_checkpoint
     from odkit.errors import OdkitError
-    from odkit.evaluation.evaluator import evaluate_checkpoint
+    from odkit.workflows.evaluate import evaluate_checkpoint
 
     w, pipeline = workdir
     with pytest.raises(OdkitError, match="ema"):

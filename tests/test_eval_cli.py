@@ -26,7 +26,7 @@ def setup(tmp_path, monkeypatch):
                       config.eval_input_reader[0].sample_1_of_n_examples))
         return {"DetectionBoxes_Precision/mAP": 0.5}
 
-    import odkit.evaluation.evaluator as evaluator
+    import odkit.workflows.evaluate as evaluator
 
     monkeypatch.setattr(evaluator, "evaluate_checkpoint", fake_evaluate_checkpoint)
     return tmp_path, cfg, calls

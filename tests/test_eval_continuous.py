@@ -11,7 +11,7 @@ import torch
 
 from odkit.checkpoints import save_checkpoint
 from odkit.errors import OdkitError
-from odkit.evaluation.continuous import run_continuous_eval
+from odkit.workflows.continuous_eval import run_continuous_eval
 
 
 class FakeTrainer:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from odkit.export.compare import match_detections
 from odkit.export.exporter import export_model
 from odkit.export.wrapper import ExportWrapper
-from odkit.inference.compare import match_detections
 from odkit.inference.detector import Detector
 from odkit.inference.images import load_image
 

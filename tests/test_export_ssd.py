@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from odkit.cli import main
-from odkit.inference.compare import detection_differences
+from odkit.export.compare import detection_differences
 from odkit.inference.detector import Detector
 from odkit.inference.images import load_image
 

@@ -205,11 +205,13 @@ def test_builder_refusals():
         build_faster_rcnn(
             _proto(TINY.replace("faster_rcnn_resnet50_keras", "faster_rcnn_inception_v2")), True
         )
-    with pytest.raises(UnsupportedError, match="number_of_stages"):
+    with pytest.raises(UnsupportedError, match="number_of_stages 3 needs a mask head"):
         build_faster_rcnn(_proto(TINY + "number_of_stages: 3"), True, feature_extractor=TinyExtractor())
-    with pytest.raises(UnsupportedError, match="predict_instance_masks"):
+    with pytest.raises(UnsupportedError, match="number_of_stages"):
+        build_faster_rcnn(_proto(TINY + "number_of_stages: 4"), True, feature_extractor=TinyExtractor())
+    with pytest.raises(UnsupportedError, match="predict_keypoints"):
         build_faster_rcnn(
-            _proto(TINY.replace("share_box_across_classes: true", "predict_instance_masks: true")),
+            _proto(TINY.replace("share_box_across_classes: true", "predict_keypoints: true")),
             True,
             feature_extractor=TinyExtractor(),
         )

@@ -275,7 +275,7 @@ def test_collate_batches_channels_last_with_the_same_values() -> None:
 def test_preview_writes_a_grid(records: str, tmp_path: Path) -> None:
     import argparse
 
-    from odkit.inputs.preview import run
+    from odkit.workflows.preview import run
 
     cfg = _config(records, resizer="fixed_shape_resizer { height: 32 width: 32 }",
                   augment="data_augmentation_options { random_horizontal_flip {} }")
@@ -293,7 +293,7 @@ def test_preview_writes_a_grid(records: str, tmp_path: Path) -> None:
 def test_pets_reference_config_preview(compat_dir: Path, tmp_path: Path) -> None:
     import argparse
 
-    from odkit.inputs.preview import run
+    from odkit.workflows.preview import run
 
     records = compat_dir / "tfrecords_tf" / "pet_faces_tf.record-?????-of-00002"
     out = tmp_path / "pets.png"

@@ -23,7 +23,7 @@ from odkit.cli import main
 from odkit.data.example import encode_detection_example
 from odkit.data.tfrecord import masked_crc32c, write_records
 from odkit.errors import DataError, OdkitError
-from odkit.training.api import train
+from odkit.workflows.train import train
 
 SECRET = "SENTINEL-7f3a9c-do-not-read"
 

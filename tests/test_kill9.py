@@ -116,7 +116,7 @@ EXPORT_SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     import odkit.export.exporter as ex
-    from odkit.export.tiny_model import FixedResizer, TinyDetector
+    from tiny_model import FixedResizer, TinyDetector
     orig = ex._try_formats
     def slow(*a, **k):
         time.sleep(0.3)
@@ -131,9 +131,9 @@ EXPORT_SCRIPT = textwrap.dedent("""
 
 def test_kill9_export(tmp_path: Path) -> None:
     import torch
+    from tiny_model import FixedResizer, TinyDetector
 
     from odkit.export.exporter import export_model
-    from odkit.export.tiny_model import FixedResizer, TinyDetector
 
     out = tmp_path / "exported"
     kills = 0
@@ -156,7 +156,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from test_train_fakes import loader_fn, model_fn, pipeline
-    from odkit.training.api import train
+    from odkit.workflows.train import train
 
     def slow_loader(*a, **k):
         inner = loader_fn(*a, **k)
@@ -179,7 +179,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
 def test_kill9_train(tmp_path: Path) -> None:
     from test_train_fakes import loader_fn, model_fn, pipeline
 
-    from odkit.training.api import train
+    from odkit.workflows.train import train
 
     out = tmp_path / "model"
     kills = 0

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_model import FixedResizer, TinyDetector
 
 from odkit.cli import main
 from odkit.errors import OdkitError
 from odkit.export.exporter import export_model
-from odkit.export.tiny_model import FixedResizer, TinyDetector
 from odkit.inference.predict import expand_image_paths
 
 REPO = Path(__file__).resolve().parents[1]

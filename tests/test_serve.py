@@ -98,9 +98,9 @@ class Server:
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The demo SSD (dynamic batch) and the tiny detector (fixed batch of 1)."""
     import torch
+    from tiny_model import FixedResizer, TinyDetector, export_untrained_demo_ssd
 
     from odkit.export.exporter import export_model
-    from odkit.export.tiny_model import FixedResizer, TinyDetector, export_untrained_demo_ssd
 
     root = tmp_path_factory.mktemp("serve_models")
     ssd = export_untrained_demo_ssd(root / "ssd", size=64, class_names=("raccoon",))

@@ -227,9 +227,9 @@ def test_exported_onnx_gives_tf_detections(eval_model, ref, tmp_path):
     """
     _require_tf_resize()
     ort = pytest.importorskip("onnxruntime")
+    from odkit.export.compare import match_detections
     from odkit.export.exporter import export_model
     from odkit.export.resize import export_resizer
-    from odkit.inference.compare import match_detections
     from odkit.inputs.builder import resizer_for_model
 
     cfg, model, _plan = eval_model

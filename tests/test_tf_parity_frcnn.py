@@ -267,8 +267,8 @@ def test_postprocess_on_tf_predictions(fx):
 
 def _match_detections(det: dict, ref: dict, score_tol: float = 1e-5, box_tol: float = 1e-4) -> int:
     """TF's detections with score >= 0.05 and odkit's are the same set, in any order (ties): same class
-    (TF's are 0-based), box and score within the tolerances (`odkit.inference.compare.match_detections`)."""
-    from odkit.inference.compare import match_detections
+    (TF's are 0-based), box and score within the tolerances (`odkit.export.compare.match_detections`)."""
+    from odkit.export.compare import match_detections
 
     tf = {k: ref["eval/postprocess/" + k] for k in ("num_detections", "detection_boxes", "detection_scores")}
     tf["detection_classes"] = ref["eval/postprocess/detection_classes"] + 1
@@ -470,7 +470,7 @@ def test_exported_onnx_gives_tf_detections(fx, tmp_path):
            ("num_detections", "detection_boxes", "detection_scores", "detection_classes")}
     ours = {k: v.numpy() for k, v in fx["det"].items()}
     # the exported graph must give what the eager model gives (float32 rounding only) ...
-    from odkit.inference.compare import match_detections
+    from odkit.export.compare import match_detections
 
     problems, compared, _ = match_detections(ours, det, min_score=0.05, box_tol=1e-4, score_tol=1e-5)
     assert problems == [] and compared > 0, problems[:5]

@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from test_train_fakes import loader_fn, model_fn, pipeline
-    from odkit.training.api import train
+    from odkit.workflows.train import train
 
     class SlowLoader:
         # the fake DataLoader, optionally sleeping per batch so the kill lands mid-run

@@ -13,7 +13,7 @@ import torch
 from test_train_fakes import loader_fn, model_fn, pipeline
 
 from odkit import checkpoints as ck
-from odkit.training.api import train
+from odkit.workflows.train import train
 
 TESTS = Path(__file__).resolve().parent
 STEPS = 6
@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from test_train_fakes import loader_fn, model_fn, pipeline
-    from odkit.training.api import train
+    from odkit.workflows.train import train
 
     train(model_dir=sys.argv[1], config=pipeline(batch_size=4, num_steps={STEPS}, optimizer={OPT!r}),
           model_fn=model_fn(use_bn=False), loader_fn=loader_fn, allow_unsupported=True, device="cpu",

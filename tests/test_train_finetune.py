@@ -14,13 +14,13 @@ from test_train_fakes import FakeDetector, loader_fn, model_fn, pipeline
 
 from odkit import checkpoints as ck
 from odkit.errors import ConfigError, OdkitError, UnsupportedError
-from odkit.training.api import train
 from odkit.training.finetune import (
     apply_fine_tune,
     apply_trainable_filters,
     load_fine_tune,
     read_source_state_dict,
 )
+from odkit.workflows.train import train
 
 
 def _cfg(path: str, kind: str = ""):  # noqa: ANN202

@@ -11,7 +11,7 @@ from test_train_fakes import FakeDetector, loader_fn, model_fn, pipeline
 
 from odkit import checkpoints as ck
 from odkit.errors import OdkitError
-from odkit.training.api import train
+from odkit.workflows.train import train
 
 
 def _train(model_dir: Path, config, **kwargs):  # noqa: ANN001, ANN202
@@ -176,7 +176,7 @@ def test_resolve_precision() -> None:
 
 
 def test_eval_every_n_calls_the_evaluator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import odkit.evaluation.evaluator as evaluator
+    import odkit.workflows.evaluate as evaluator
 
     calls = []
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from odkit.version import __version__
 
 __all__ = ["__version__", "train", "Detector"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "train":
-        from odkit.training.api import train
+        from odkit.workflows.train import train
 
         return train
     if name == "Detector":

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from odkit import __version__
 from odkit.errors import OdkitError
 from odkit.fileio import atomic_write_text, fsync_dir
+from odkit.version import __version__
 
 if TYPE_CHECKING:
     import torch

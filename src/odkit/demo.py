@@ -1,263 +1,29 @@
-"""`odkit demo`: the whole TF OD API workflow, end to end, with the public commands a user would type.
+"""`odkit.demo.run_demo(...)`: the demo workflow (odkit.workflows.demo) with the commands run by odkit.cli.main.
 
-data (built-in or a real Pets folder) -> create-pet-tfrecord -> pipeline.config -> train -> eval -> export
--> predict, then a summary printed and written to ``W/summary.json``.
+A facade at the top, beside the ``odkit`` package and ``odkit.cli``: it is the one place that hands the CLI
+to the workflow, so that neither imports the other.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shlex
-import shutil
-import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
-from odkit.errors import OdkitError
-from odkit.fileio import atomic_write_text
-
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_CONFIG = "ssd_mobilenet_v2_fpnlite_128x128_demo"
-
-COCO_KEYS = (
-    "DetectionBoxes_Precision/mAP",
-    "DetectionBoxes_Precision/mAP@.50IOU",
-    "DetectionBoxes_Precision/mAP@.75IOU",
-    "DetectionBoxes_Precision/mAP (small)",
-    "DetectionBoxes_Precision/mAP (medium)",
-    "DetectionBoxes_Precision/mAP (large)",
-    "DetectionBoxes_Recall/AR@1",
-    "DetectionBoxes_Recall/AR@10",
-    "DetectionBoxes_Recall/AR@100",
-    "DetectionBoxes_Recall/AR@100 (small)",
-    "DetectionBoxes_Recall/AR@100 (medium)",
-    "DetectionBoxes_Recall/AR@100 (large)",
+from odkit.cli import main
+from odkit.workflows.demo import (
+    COCO_KEYS,
+    CONFIG_DIR,
+    DEFAULT_CONFIG,
+    available_configs,
+    breeds_in,
+    resolve_config,
+    write_label_map,
 )
+from odkit.workflows.demo import run_demo as _run_demo
+
+__all__ = ["COCO_KEYS", "CONFIG_DIR", "DEFAULT_CONFIG", "available_configs", "breeds_in", "resolve_config",
+           "run_demo", "write_label_map"]
 
 
-def available_configs() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.config"))
-
-
-def resolve_config(name: str) -> Path:
-    p = Path(name)
-    if p.suffix == ".config" and p.is_file():
-        return p
-    cand = CONFIG_DIR / f"{name.removesuffix('.config')}.config"
-    if not cand.is_file():
-        raise OdkitError(
-            f"unknown demo config {name!r}",
-            hint="choose one of: " + ", ".join(available_configs()) + ", or give a path to a .config file",
-        )
-    return cand
-
-
-def _step(title: str) -> None:
-    print(f"\n==> {title}", flush=True)
-
-
-def _odkit(argv: Sequence[str]) -> None:
-    """Run one public odkit command in-process, echoing the command line a user would type."""
-    from odkit.cli import main
-
-    print("$ odkit " + " ".join(shlex.quote(a) for a in argv), flush=True)
-    rc = main(list(argv))
-    if rc != 0:
-        raise OdkitError(f"`odkit {argv[0]}` failed with exit code {rc}", hint="see the message above")
-
-
-def breeds_in(data_dir: Path) -> list[str]:
-    """Class names present in a Pets-layout folder (from trainval.txt file names, as create_pet_tf_record does)."""
-    tv = data_dir / "annotations" / "trainval.txt"
-    if not tv.is_file():
-        raise OdkitError(f"{tv} not found", where=str(data_dir), hint="expected the Oxford-IIIT Pet layout")
-    names = set()
-    for line in tv.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            names.add(line.split()[0].rsplit("_", 1)[0])
-    return sorted(names)
-
-
-def write_label_map(names: Sequence[str], path: Path) -> None:
-    path.write_text("".join(f'item {{\n  id: {i + 1}\n  name: "{n}"\n}}\n\n' for i, n in enumerate(names)))
-
-
-def run_demo(
-    workdir: str | os.PathLike[str] = "odkit_demo",
-    data_dir: str | os.PathLike[str] | None = None,
-    config: str = DEFAULT_CONFIG,
-    steps: int | None = None,
-    seed: int = 0,
-    images_per_class: int = 120,
-    num_shards: int = 2,
-    device: str | None = None,
-    fresh: bool = False,
-) -> dict:
-    t0 = time.time()
-    W = Path(workdir).resolve()
-    if fresh and W.exists():
-        shutil.rmtree(W)
-    W.mkdir(parents=True, exist_ok=True)
-    config_path = resolve_config(config)
-
-    # 1. data
-    if data_dir is None:
-        from odkit.data.synthetic import SyntheticSpec, generate_pets_like
-
-        D = W / "data"
-        dataset = "built-in synthetic pets-layout"
-        _step(f"1/7 generating the built-in dataset in {D}")
-        if not (D / "annotations" / "trainval.txt").is_file():
-            counts = generate_pets_like(D, SyntheticSpec(images_per_class=images_per_class, seed=seed))
-            print(f"wrote {counts['trainval']} trainval + {counts['test']} test images, {counts['classes']} classes")
-        else:
-            print("already there; reusing it (pass --fresh to regenerate)")
-    else:
-        D = Path(data_dir).resolve()
-        dataset = f"Oxford-IIIT Pet layout at {D}"
-        _step(f"1/7 using the dataset in {D}")
-    names = breeds_in(D)
-    label_map = W / "label_map.pbtxt"
-    write_label_map(names, label_map)
-    print(f"{len(names)} classes: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
-
-    # 2. records
-    records = W / "records"
-    _step("2/7 TFRecords (create_pet_tf_record.py)")
-    if not list(records.glob("pet_faces_train.record-*")):
-        _odkit(
-            [
-                "create-pet-tfrecord",
-                "--data_dir", str(D),
-                "--output_dir", str(records),
-                "--label_map_path", str(label_map),
-                "--num_shards", str(num_shards),
-            ]
-        )
-    else:
-        print(f"already there: {records}")
-
-    # 3. pipeline.config
-    from odkit import config as cfg
-
-    _step(f"3/7 pipeline.config from {config_path.name}")
-    shards = f"{num_shards:05d}"
-    overrides = [
-        f"train_input_reader.tf_record_input_reader.input_path={records}/pet_faces_train.record-?????-of-{shards}",
-        f"train_input_reader.label_map_path={label_map}",
-        f"eval_input_reader.0.tf_record_input_reader.input_path={records}/pet_faces_val.record-?????-of-{shards}",
-        f"eval_input_reader.0.label_map_path={label_map}",
-    ]
-    pipeline = cfg.load(str(config_path))
-    arch = pipeline.model.WhichOneof("model")
-    overrides.append(f"model.{arch}.num_classes={len(names)}")
-    if steps is not None:
-        # like model_main_tf2's --num_train_steps: the LR schedule stays as configured
-        overrides.append(f"train_config.num_steps={steps}")
-    pipeline = cfg.load(str(config_path), overrides=overrides)
-    pipeline_path = W / "pipeline.config"
-    cfg.save(pipeline, str(pipeline_path))
-    print(f"wrote {pipeline_path}")
-    num_steps = pipeline.train_config.num_steps
-
-    # 4. train
-    model_dir = W / "model"
-    _step(f"4/7 training for {num_steps} steps (model_main_tf2.py)")
-    train_argv = ["train", "--pipeline_config_path", str(pipeline_path), "--model_dir", str(model_dir),
-                  "--seed", str(seed)]
-    if device:
-        train_argv += ["--device", device]
-    _odkit(train_argv)
-
-    # 5. eval
-    _step("5/7 evaluation, COCO metrics (model_main_tf2.py --checkpoint_dir)")
-    eval_argv = [
-        "eval", "--pipeline_config_path", str(pipeline_path), "--model_dir", str(model_dir),
-        "--checkpoint_dir", str(model_dir), "--run_once",
-    ]
-    if device:
-        eval_argv += ["--device", device]
-    _odkit(eval_argv)
-    metrics_file = model_dir / "eval" / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-
-    # 6. export
-    export_dir = W / "exported_model"
-    _step("6/7 export to ONNX + TorchScript (exporter_main_v2.py)")
-    if export_dir.exists():
-        shutil.rmtree(export_dir)
-    _odkit(
-        [
-            "export", "--input_type", "image_tensor", "--pipeline_config_path", str(pipeline_path),
-            "--trained_checkpoint_dir", str(model_dir), "--output_directory", str(export_dir),
-        ]
-    )
-
-    # 7. predict on held-out images (test.txt: never seen in training or eval)
-    pred_dir = W / "predictions"
-    _step("7/7 laptop inference with onnxruntime (odkit predict)")
-    test_list = D / "annotations" / "test.txt"
-    test_imgs = []
-    if test_list.is_file():
-        for line in test_list.read_text().splitlines():
-            if line.strip() and not line.startswith("#"):
-                p = D / "images" / f"{line.split()[0]}.jpg"
-                if p.is_file():
-                    test_imgs.append(p)
-    sample = W / "sample_images"
-    if sample.exists():
-        shutil.rmtree(sample)
-    sample.mkdir()
-    for p in test_imgs[:: max(1, len(test_imgs) // 12)][:12]:
-        shutil.copyfile(p, sample / p.name)
-    _odkit(["predict", "--model", str(export_dir), "--images", str(sample), "--output_dir", str(pred_dir),
-            "--min_score", "0.5"])
-
-    seconds = time.time() - t0
-    summary = {
-        "dataset": dataset,
-        "config": config_path.name,
-        "steps": int(num_steps),
-        "seconds": round(seconds, 1),
-        "metrics": {k: metrics.get(k) for k in COCO_KEYS} | {k: v for k, v in metrics.items() if k not in COCO_KEYS},
-        "classes": names,
-        "workdir": str(W),
-        "pipeline_config": str(pipeline_path),
-        "model_dir": str(model_dir),
-        "export_dir": str(export_dir),
-        "predictions_dir": str(pred_dir),
-        "eval_pictures": str(model_dir / "eval"),
-        "tensorboard": f"tensorboard --logdir {model_dir}",
-    }
-    atomic_write_text(W / "summary.json", json.dumps(summary, indent=2))
-
-    m = summary["metrics"]
-
-    def fmt(k: str) -> str:
-        v = m.get(k)
-        return "n/a" if v is None else f"{v:.3f}"
-
-    print(
-        "\n" + "=" * 72 + "\n"
-        f"odkit demo finished in {seconds / 60:.1f} min ({dataset}, {config_path.name}, {num_steps} steps)\n"
-        f"  COCO mAP@0.5:0.95 = {fmt('DetectionBoxes_Precision/mAP')}   "
-        f"mAP@0.5 = {fmt('DetectionBoxes_Precision/mAP@.50IOU')}   "
-        f"mAP@0.75 = {fmt('DetectionBoxes_Precision/mAP@.75IOU')}   AR@100 = {fmt('DetectionBoxes_Recall/AR@100')}\n"
-        f"  eval pictures and PR curves: {model_dir / 'eval'}\n"
-        f"  predictions drawn on held-out images: {pred_dir}\n"
-        f"  training curves: tensorboard --logdir {model_dir}\n"
-        f"  summary: {W / 'summary.json'}\n"
-        f"  run the model on your own images (needs only onnxruntime, numpy, Pillow):\n"
-        f"    odkit predict --model {export_dir} --images 'path/to/*.jpg' --output_dir out/\n"
-        f"  or serve it (TF Serving REST API + a web page at http://127.0.0.1:8501/; pip install \"odkit[serve]\"):\n"
-        f"    odkit serve --model {export_dir}\n" + "=" * 72,
-        flush=True,
-    )
-    return summary
-
-
-if __name__ == "__main__":  # pragma: no cover
-    run_demo(*sys.argv[1:2])
+def run_demo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """odkit.workflows.demo.run_demo (same arguments), each step run as the `odkit` command a user would type."""
+    return _run_demo(*args, run_command=main, **kwargs)

@@ -61,6 +61,9 @@ def build_classification_loss(config, where: str = "loss.classification_loss") -
         return losses.BootstrappedSigmoidClassificationLoss(
             alpha=c.alpha, bootstrap_type="hard" if c.hard_bootstrap else "soft"
         )
+    if kind == "penalty_reduced_logistic_focal_loss":
+        c = config.penalty_reduced_logistic_focal_loss
+        return losses.PenaltyReducedLogisticFocalLoss(alpha=c.alpha, beta=c.beta)
     raise UnsupportedError(
         f"classification loss {kind or '(empty)'} is not supported",
         where=where,

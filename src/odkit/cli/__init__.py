@@ -19,9 +19,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from odkit import __version__
 from odkit.errors import OdkitError, current_input
 from odkit.fileio import removing_created_dirs
+from odkit.version import __version__
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

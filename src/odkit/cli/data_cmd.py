@@ -11,6 +11,10 @@ import sys
 
 from odkit.errors import OdkitError
 
+# The odkit modules a command needs are imported inside its functions: loading a command module (to parse
+# its flags, print --help or refuse a bad flag) must not import torch, and `odkit predict` must run without it
+# (tests/test_train_cli.py, tests/test_predict.py).
+
 
 def _bool(text: str) -> bool:
     v = text.strip().lower()
@@ -54,6 +58,9 @@ def _add_create(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val_fraction", type=float, default=0.0, help="hold out this fraction as a val split")
     p.add_argument("--seed", type=int, default=42, help="seed of the train / val shuffle")
     p.add_argument("--ignore_difficult_instances", action="store_true", help="voc: drop difficult objects")
+    p.add_argument("--include_masks", action="store_true",
+                   help="coco: write each annotation's segmentation (polygons / RLE) as a PNG instance mask")
+    p.add_argument("--mask_dir", help="voc: SegmentationObject folder; writes instance masks (object k = value k)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
 
 
@@ -128,13 +135,13 @@ def run(args: argparse.Namespace) -> int:
             _need(args, "data_dir")
             s = create_voc_tfrecord(args.data_dir, args.output_path, annotations_dir=args.annotations_dir,
                                     images_dir=args.image_dir, ignore_difficult=args.ignore_difficult_instances,
-                                    **common)
+                                    mask_dir=args.mask_dir, **common)
         elif args.format == "coco":
             from odkit.data.converters.coco import create_coco_tfrecord
 
             _need(args, "annotations_file", "image_dir")
             s = create_coco_tfrecord(args.annotations_file, args.image_dir, args.output_path,
-                                     class_key=args.class_key, **common)
+                                     class_key=args.class_key, include_masks=args.include_masks, **common)
         else:
             from odkit.data.converters.csv_table import create_csv_tfrecord
 
@@ -147,13 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.records_command == "preview":
             check_output_file(args.out, "--out")
-            try:
-                from odkit.inputs.preview import run as preview_run
-            except ModuleNotFoundError as exc:
-                if not (exc.name or "").startswith("odkit"):
-                    raise
-                raise OdkitError("`odkit records preview` is not available in this build (odkit.inputs.preview "
-                                 "is missing)") from exc
+            from odkit.workflows.preview import run as preview_run
 
             return int(preview_run(args) or 0)
         from odkit.data.inspect_records import inspect_records

@@ -1,8 +1,12 @@
-"""`odkit demo`: the reference workflow end to end (see odkit.demo)."""
+"""`odkit demo`: the reference workflow end to end (see odkit.workflows.demo)."""
 
 from __future__ import annotations
 
 import argparse
+
+# The odkit modules a command needs are imported inside its functions: loading a command module (to parse
+# its flags, print --help or refuse a bad flag) must not import torch, and `odkit predict` must run without it
+# (tests/test_train_cli.py, tests/test_predict.py).
 
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
@@ -18,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from odkit.demo import DEFAULT_CONFIG, run_demo
+    from odkit.cli import main
+    from odkit.workflows.demo import DEFAULT_CONFIG, run_demo
 
     run_demo(
         workdir=args.workdir,
@@ -29,5 +34,6 @@ def run(args: argparse.Namespace) -> int:
         images_per_class=args.images_per_class,
         device=args.device,
         fresh=args.fresh,
+        run_command=main,
     )
     return 0

@@ -7,6 +7,10 @@ import sys
 
 from odkit.cli.common import add_config_flags
 
+# The odkit modules a command needs are imported inside its functions: loading a command module (to parse
+# its flags, print --help or refuse a bad flag) must not import torch, and `odkit predict` must run without it
+# (tests/test_train_cli.py, tests/test_predict.py).
+
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.set_defaults(command=command)
@@ -29,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from odkit.fileio import check_output_dir
 
     check_output_dir(args.output_directory, "--output_directory")
-    from odkit.export.pipeline_export import export_from_config
+    from odkit.workflows.export import export_from_config
 
     result = export_from_config(
         args.pipeline_config_path, args.trained_checkpoint_dir, args.output_directory,

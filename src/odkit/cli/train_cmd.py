@@ -10,6 +10,10 @@ import argparse
 
 from odkit.cli.common import add_config_flags
 
+# The odkit modules a command needs are imported inside its functions: loading a command module (to parse
+# its flags, print --help or refuse a bad flag) must not import torch, and `odkit predict` must run without it
+# (tests/test_train_cli.py, tests/test_predict.py).
+
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.set_defaults(command=command)
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise OdkitError(f"--num_workers must be >= 0, got {args.num_workers}")
     if args.num_train_steps is not None and args.num_train_steps < 0:
         raise OdkitError(f"--num_train_steps must be >= 0, got {args.num_train_steps}")
-    from odkit.training.api import train
+    from odkit.workflows.train import train
 
     train(
         args.pipeline_config_path,

@@ -163,7 +163,7 @@ def _cross_field(config: Message) -> Iterator[tuple[list[str], str]]:
     if arch is None:
         return
     m = getattr(model, arch)
-    if m.HasField("image_resizer") and m.image_resizer.WhichOneof("image_resizer_oneof") == "keep_aspect_ratio_resizer":
+    if "image_resizer" in m.DESCRIPTOR.fields_by_name and m.HasField("image_resizer") and m.image_resizer.WhichOneof("image_resizer_oneof") == "keep_aspect_ratio_resizer":
         r = m.image_resizer.keep_aspect_ratio_resizer
         if r.min_dimension > r.max_dimension:
             yield (["model", arch, "image_resizer", "keep_aspect_ratio_resizer", "min_dimension"],

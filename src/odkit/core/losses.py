@@ -212,3 +212,22 @@ class BootstrappedSigmoidClassificationLoss(Loss):
             boot = self.alpha * target + (1.0 - self.alpha) * (p > 0.5).to(p.dtype)
         ce = F.binary_cross_entropy_with_logits(prediction, boot, reduction="none")
         return ce * _class_weights(weights, ce)
+
+
+class PenaltyReducedLogisticFocalLoss(Loss):
+    """CenterNet's pixel-wise focal loss (Objects as Points, Eq. 1; TF `PenaltyReducedLogisticFocalLoss`).
+
+    prediction: logits [B, A, K] (A = pixels); target: splatted heatmap in [0, 1]; weights [B, A, K] or
+    [B, A, 1] -> [B, A, K]. Pixels whose target is exactly 1.0 are positives: -(1-p)^alpha log p; the others
+    -(1-t)^beta p^alpha log(1-p), with p = sigmoid clipped to [clip, 1 - clip].
+    """
+
+    def __init__(self, alpha: float = 2.0, beta: float = 4.0, sigmoid_clip_value: float = 1e-4) -> None:
+        self.alpha, self.beta, self.clip = float(alpha), float(beta), float(sigmoid_clip_value)
+
+    def _compute(self, prediction: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+        p = torch.sigmoid(prediction).clamp(self.clip, 1.0 - self.clip)
+        positive = (1.0 - p).pow(self.alpha) * torch.log(p)
+        negative = (1.0 - target).pow(self.beta) * p.pow(self.alpha) * torch.log(1.0 - p)
+        loss = -torch.where(target == 1.0, positive, negative)
+        return loss * _class_weights(weights, loss)

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from odkit.errors import DataError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 # torchvision 0.29 warns that its image codecs are deprecated (in favour of torchcodec); they are what we use.
@@ -164,4 +165,30 @@ def encode_jpeg(img: Image.Image, quality: int = 95) -> bytes:
     """RGB JPEG bytes of a Pillow image."""
     buf = io.BytesIO()
     pil_to_rgb(img).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def decode_mask_png(data: bytes, where: str | None = None) -> np.ndarray:
+    """An instance-mask PNG -> uint8 [H, W] 0/1 (nonzero pixels are the object, TF decode_image channels=1
+    then > 0; colour / palette PNGs: any nonzero channel)."""
+    import numpy as np
+
+    img = _pil_open(data, where)
+    check_image_pixels(img.width, img.height, where)
+    try:
+        if img.mode in ("1", "L", "I", "I;16", "F"):
+            arr = np.asarray(img)
+        else:
+            arr = np.asarray(img.convert("RGB")).max(axis=-1)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot decode mask PNG ({exc})", where=where) from exc
+    return (arr > 0).astype(np.uint8)
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """uint8 / bool [H, W] -> 0/1 grayscale PNG bytes (TF create_coco_tf_record.py's encoding)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    Image.fromarray((np.asarray(mask) > 0).astype(np.uint8), mode="L").save(buf, format="PNG")
     return buf.getvalue()

@@ -1,4 +1,5 @@
-"""StringIntLabelMap text files (``item { id name display_name }``), as in the TF OD API's label_map_util.
+"""StringIntLabelMap text files (``item { id name display_name keypoints { id label } }``), as in the TF OD
+API's label_map_util.
 
 Rules: ids >= 1 (id 0 is accepted only for an item named "background", which is ignored, as TF does),
 ids unique, names unique (unless every item has a unique display_name, as in TF's mscoco_label_map). Violations raise ConfigError with ``file:line``.
@@ -13,6 +14,7 @@ from importlib import resources
 
 from google.protobuf import text_format
 
+from odkit.data.tfrecord import open_file
 from odkit.errors import ConfigError
 from odkit.fileio import atomic_write_text
 from odkit.protos import string_int_label_map_pb2 as slm_pb2
@@ -28,6 +30,8 @@ class LabelMap:
     names: tuple[str, ...]
     display_names: tuple[str, ...]
     path: str | None = None
+    # per item (aligned with ids): its ``keypoints { id label }`` as (id, label) pairs; () = none anywhere
+    keypoints: tuple[tuple[tuple[int, str], ...], ...] = ()
     name_to_id: dict[str, int] = field(init=False, repr=False, compare=False)
     id_to_name: dict[int, str] = field(init=False, repr=False, compare=False)
     id_to_display_name: dict[int, str] = field(init=False, repr=False, compare=False)
@@ -54,6 +58,12 @@ class LabelMap:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def keypoints_of(self, class_id: int) -> tuple[tuple[int, str], ...]:
+        """The (keypoint id, label) pairs of one class (label_map_util's keypoints), () if it names none."""
+        if not self.keypoints:
+            return ()
+        return dict(zip(self.ids, self.keypoints)).get(class_id, ())
+
     def display_name_to_id(self) -> dict[str, int]:
         return dict(zip(self.display_names, self.ids))
 
@@ -77,14 +87,19 @@ class LabelMap:
             item.name = n
             if d != n:
                 item.display_name = d
+        for item, kp in zip(msg.item, self.keypoints):
+            for kid, label in kp:
+                item.keypoints.add(id=kid, label=label)
         return msg
 
     def to_text(self) -> str:
         parts = []
-        for i, n, d in zip(self.ids, self.names, self.display_names):
+        kps = self.keypoints or ((),) * len(self.ids)
+        for i, n, d, kp in zip(self.ids, self.names, self.display_names, kps):
             lines = [f"  id: {i}", f"  name: {_quote(n)}"]
             if d != n:
                 lines.append(f"  display_name: {_quote(d)}")
+            lines.extend(f"  keypoints {{\n    id: {kid}\n    label: {_quote(label)}\n  }}" for kid, label in kp)
             parts.append("item {\n" + "\n".join(lines) + "\n}\n")
         return "\n".join(parts)
 
@@ -142,6 +157,7 @@ def parse_label_map(text: str, path: str = "<label map>") -> LabelMap:
     ids: list[int] = []
     names: list[str] = []
     displays: list[str] = []
+    keypoints: list[tuple[tuple[int, str], ...]] = []
     seen_ids: dict[int, int] = {}
     seen_names: dict[str, int] = {}
     # TF's own mscoco_label_map.pbtxt repeats name "NA" with distinct display names: accept duplicate
@@ -171,7 +187,12 @@ def parse_label_map(text: str, path: str = "<label map>") -> LabelMap:
         ids.append(item.id)
         names.append(name)
         displays.append(item.display_name if item.HasField("display_name") else name)
-    return LabelMap(ids=tuple(ids), names=tuple(names), display_names=tuple(displays), path=path)
+        kp = tuple((int(k.id), k.label) for k in item.keypoints)
+        if len({k for k, _ in kp}) != len(kp):
+            raise ConfigError(f"label map item id {item.id} repeats a keypoint id", where=where(i))
+        keypoints.append(kp)
+    return LabelMap(ids=tuple(ids), names=tuple(names), display_names=tuple(displays), path=path,
+                    keypoints=tuple(keypoints) if any(keypoints) else ())
 
 
 def load_label_map(path: str | os.PathLike[str]) -> LabelMap:
@@ -179,8 +200,6 @@ def load_label_map(path: str | os.PathLike[str]) -> LabelMap:
     path = os.fspath(path)
     try:
         if "://" in path:
-            from odkit.data.tfrecord import open_file
-
             with open_file(path) as f:
                 raw = f.read()
         else:
@@ -213,7 +232,7 @@ def write_label_map(
     parse_label_map(text, os.fspath(path))  # validate before writing
     path = os.fspath(path)
     atomic_write_text(path, text)
-    return LabelMap(lm.ids, lm.names, lm.display_names, path=path)
+    return LabelMap(lm.ids, lm.names, lm.display_names, path=path, keypoints=lm.keypoints)
 
 
 def get_pets_label_map() -> LabelMap:

@@ -1,23 +1,25 @@
-"""Evaluate a model on the eval input: metrics, side-by-side pictures, TensorBoard, metrics JSON.
+"""The eval loop: run a built model over an input loader and compute the metrics (+ side-by-side pictures).
 
-    metrics = evaluate_checkpoint(config, "model_dir/ckpt-1000", "model_dir")   # writes model_dir/eval/
     metrics, extras = evaluate_model(model, loader, config.eval_config, label_map)
+
+Building the model, loading a checkpoint and the eval input, and writing model_dir/eval/ is the workflow's
+job: odkit.workflows.evaluate.evaluate_checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from odkit.devices import resolve_device
-from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set
+from odkit.evaluation.metrics import DetectionMetrics, keypoint_metric_specs
+from odkit.evaluation.settings import EvalSettings, eval_settings
+from odkit.evaluation.visualize import side_by_side
+from odkit.masks import reframe_box_masks_to_image_masks
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +43,6 @@ def category_names(label_map: Any) -> dict[int, str]:
     raise TypeError(f"unsupported label map type {type(label_map).__name__}")
 
 
-def _field(msg: Any, name: str, default: Any) -> Any:
-    """A proto (or namespace) field with a fallback when the object lacks it."""
-    return getattr(msg, name, default)
-
-
 def gt_to_original_frame(boxes: np.ndarray, padded_hw: tuple[int, int], true_hw: np.ndarray,
                          original_hw: np.ndarray) -> np.ndarray:
     """Groundtruth normalized to the padded model input -> absolute pixels of the original image
@@ -63,19 +60,51 @@ def dets_to_original_frame(boxes: np.ndarray, original_hw: np.ndarray) -> np.nda
     return (boxes.astype(np.float32) * np.array([oh, ow, oh, ow], dtype=np.float32)).astype(np.float32)
 
 
+def _nearest_index(out_size: int, in_size: int) -> np.ndarray:
+    """TF1 resize_nearest_neighbor(align_corners=True) source rows: round(i * (in - 1) / (out - 1))."""
+    if out_size <= 1:
+        return np.zeros(max(out_size, 0), np.int64)
+    scale = np.float32((in_size - 1) / (out_size - 1))
+    return np.minimum(np.floor(np.arange(out_size, dtype=np.float32) * scale + np.float32(0.5)), in_size - 1
+                      ).astype(np.int64)
+
+
+def gt_masks_to_original(masks: np.ndarray, true_hw: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
+    """Groundtruth masks [N, H, W] of the padded model input -> uint8 [N, oh, ow] of the original image
+    (TF eval_util._resize_groundtruth_masks: crop the true region, nearest resize with align_corners)."""
+    th, tw = int(true_hw[0]), int(true_hw[1])
+    oh, ow = int(original_hw[0]), int(original_hw[1])
+    m = masks[:, :th, :tw]
+    return m[:, _nearest_index(oh, th)][:, :, _nearest_index(ow, tw)].astype(np.uint8)
+
+
+def det_masks_to_original(box_masks: np.ndarray, boxes: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
+    """Per-box mask probabilities [D, mh, mw] + boxes normalized to the true image -> uint8 [D, oh, ow] 0/1
+    (TF eval_util: reframe_box_masks_to_image_masks, then > 0.5)."""
+    full = reframe_box_masks_to_image_masks(box_masks.astype(np.float32), boxes, int(original_hw[0]),
+                                            int(original_hw[1]))
+    return (full > 0.5).astype(np.uint8)
+
+
+def _as_corners(points: np.ndarray) -> np.ndarray:
+    """[..., 2] (y, x) -> [n, 4] (y, x, y, x) so the box frame conversions apply to points."""
+    flat = points.reshape(-1, 2)
+    return np.concatenate([flat, flat], axis=1)
+
+
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
-                  eval_config: Any) -> np.ndarray:
-    from odkit.evaluation.visualize import side_by_side
-
+                  eval_config: EvalSettings, keypoints: dict[str, np.ndarray] | None = None) -> np.ndarray:
     return side_by_side(
         image_hwc, gt_boxes, gt_classes, det_boxes, det_scores, det_classes, names,
-        min_score_threshold=float(_field(eval_config, "min_score_threshold", 0.5)),
-        max_boxes=int(_field(eval_config, "max_num_boxes_to_visualize", 20)),
-        skip_scores=bool(_field(eval_config, "skip_scores", False)),
-        skip_labels=bool(_field(eval_config, "skip_labels", False)),
-        groundtruth_on_detections=bool(_field(eval_config, "visualize_groundtruth_boxes", False)),
-        groundtruth_color=str(_field(eval_config, "groundtruth_box_visualization_color", "black")),
+        min_score_threshold=eval_config.min_score_threshold,
+        max_boxes=eval_config.max_num_boxes_to_visualize,
+        skip_scores=eval_config.skip_scores,
+        skip_labels=eval_config.skip_labels,
+        groundtruth_on_detections=eval_config.visualize_groundtruth_boxes,
+        groundtruth_color=eval_config.groundtruth_box_visualization_color,
+        keypoints=keypoints,
+        keypoint_edges=eval_config.keypoint_edges,
     )
 
 
@@ -97,17 +126,18 @@ def evaluate_model(
     are added when the model can compute them.
     """
     names = category_names(label_map)
-    metrics_set = check_metrics_set(list(_field(eval_config, "metrics_set", [])))
+    settings = eval_settings(eval_config)
     acc = DetectionMetrics(
         names,
-        metrics_set,
-        include_metrics_per_category=bool(_field(eval_config, "include_metrics_per_category", False)),
-        all_metrics_per_category=bool(_field(eval_config, "all_metrics_per_category", False)),
-        recall_lower_bound=float(_field(eval_config, "recall_lower_bound", 0.0)),
-        recall_upper_bound=float(_field(eval_config, "recall_upper_bound", 1.0)),
-        skip_predictions_for_unlabeled_class=bool(_field(eval_config, "skip_predictions_for_unlabeled_class", False)),
+        list(settings.metrics_set),
+        include_metrics_per_category=settings.include_metrics_per_category,
+        all_metrics_per_category=settings.all_metrics_per_category,
+        recall_lower_bound=settings.recall_lower_bound,
+        recall_upper_bound=settings.recall_upper_bound,
+        skip_predictions_for_unlabeled_class=settings.skip_predictions_for_unlabeled_class,
+        keypoint_metrics=keypoint_metric_specs(settings, label_map),
     )
-    num_vis = int(_field(eval_config, "num_visualizations", 10))
+    num_vis = settings.num_visualizations
     extras = EvalExtras(accumulator=acc)
     dev = torch.device(device) if device is not None else next(iter(model.parameters()), torch.empty(0)).device
     model.eval()
@@ -139,7 +169,7 @@ def evaluate_model(
                     for k, v in losses.items():
                         loss_sums[k] = loss_sums.get(k, 0.0) + v
                     loss_batches += 1
-            _add_batch(acc, extras, batch, gt, dets, images, names, eval_config, num_vis, limit)
+            _add_batch(acc, extras, batch, gt, dets, images, names, settings, num_vis, limit)
             if limit is not None and extras.num_images >= limit:
                 break
     if loss_batches:
@@ -150,7 +180,7 @@ def evaluate_model(
 
 
 def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any], gt: dict[str, Any],
-               dets: dict[str, torch.Tensor], images: torch.Tensor, names: dict[int, str], eval_config: Any,
+               dets: dict[str, torch.Tensor], images: torch.Tensor, names: dict[int, str], eval_config: EvalSettings,
                num_vis: int, limit: int | None) -> None:
     d_boxes = dets["detection_boxes"].float().cpu().numpy()
     d_scores = dets["detection_scores"].float().cpu().numpy()
@@ -160,6 +190,13 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
     g_classes = gt["classes"].cpu().numpy()
     g_num = gt["num_boxes"].cpu().numpy()
     optional = {k: gt[k].cpu().numpy().astype(bool) for k in ("is_crowd", "difficult", "group_of") if k in gt}
+    g_area = gt["area"].float().cpu().numpy() if "area" in gt else None
+    g_kp = gt["keypoints"].float().cpu().numpy() if "keypoints" in gt else None
+    g_kv = gt["keypoint_visibilities"].cpu().numpy() if "keypoints" in gt else None
+    d_kp = dets["detection_keypoints"].float().cpu().numpy() if "detection_keypoints" in dets else None
+    want_masks = "coco_mask_metrics" in acc.metrics_set
+    g_masks = gt["masks"].cpu().numpy() if want_masks and "masks" in gt else None
+    d_masks = dets["detection_masks"].float().cpu().numpy() if want_masks and "detection_masks" in dets else None
     tis = batch["true_image_shapes"].cpu().numpy()
     orig = batch["original_sizes"].cpu().numpy()
     padded = (int(images.shape[-2]), int(images.shape[-1]))
@@ -175,11 +212,25 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
         ds = d_scores[i, :nd]
         dc = np.rint(d_classes[i, :nd]).astype(np.int64)
         sid = str(batch["source_ids"][i]) if batch.get("source_ids") else ""
+        kp: dict[str, np.ndarray] = {}
+        if g_kp is not None and g_kv is not None:  # keypoints (y, x) scale like the boxes' (ymin, xmin)
+            kpt = g_kp[i, :ng][valid]
+            kp["gt_keypoints"] = gt_to_original_frame(_as_corners(kpt), padded, tis[i], orig[i])[:, :2] \
+                .reshape(kpt.shape)
+            kp["gt_keypoint_visibilities"] = g_kv[i, :ng][valid]
+        if d_kp is not None:
+            dk = d_kp[i, :nd]
+            kp["det_keypoints"] = dets_to_original_frame(_as_corners(dk), orig[i])[:, :2].reshape(dk.shape)
+        if g_masks is not None and d_masks is not None:
+            kp["gt_masks"] = gt_masks_to_original(g_masks[i, :ng][valid], tis[i], orig[i])
+            kp["det_masks"] = det_masks_to_original(d_masks[i, :nd], d_boxes[i, :nd], orig[i])
         acc.add_image(
             sid, gb, gc, db, ds, dc,
             gt_is_crowd=optional["is_crowd"][i, :ng][valid] if "is_crowd" in optional else None,
             gt_difficult=optional["difficult"][i, :ng][valid] if "difficult" in optional else None,
             gt_group_of=optional["group_of"][i, :ng][valid] if "group_of" in optional else None,
+            gt_area=g_area[i, :ng][valid] if g_area is not None else None,
+            **kp,
         )
         extras.num_images += 1
         if len(extras.pictures) < num_vis:
@@ -190,61 +241,14 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
                 img = images[i, :, :th, :tw].cpu().numpy().transpose(1, 2, 0)
             norm_g = gb / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
             norm_d = db / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
+            hw = np.array([orig[i][0], orig[i][1]], dtype=np.float32)
+            kp_pic: dict[str, np.ndarray] = {}
+            if "gt_keypoints" in kp:
+                kp_pic.update(gt=kp["gt_keypoints"] / hw, gt_visible=kp["gt_keypoint_visibilities"])
+            if "det_keypoints" in kp:
+                kp_pic["det"] = kp["det_keypoints"] / hw
+                if "detection_keypoint_scores" in dets:
+                    kp_pic["det_scores"] = dets["detection_keypoint_scores"][i, :nd].float().cpu().numpy()
             pic = _side_by_side(np.ascontiguousarray(img.astype(np.uint8)), norm_g, gc, norm_d, ds, dc, names,
-                                eval_config)
+                                eval_config, kp_pic or None)
             extras.pictures.append((sid or f"image_{extras.num_images}", pic))
-
-
-# ---- checkpoints ------------------------------------------------------------------------------------
-
-
-def evaluate_checkpoint(
-    config: Any,
-    ckpt_path: str | os.PathLike[str],
-    model_dir: str | os.PathLike[str],
-    *,
-    device: str | None = None,
-    use_ema: bool | None = None,
-    max_examples: int | None = None,
-    write_outputs: bool = True,
-) -> dict[str, float]:
-    """Evaluate one checkpoint on eval_input_reader[0]; write model_dir/eval/ outputs; return metrics."""
-    from odkit.builders.model_builder import build_model
-    from odkit.checkpoints import load_weights
-    from odkit.data.label_map import LabelMap, load_label_map
-    from odkit.errors import ConfigError
-    from odkit.inputs.builder import build_input_loader
-    from odkit.runtime import apply_thread_plan, plan_threads
-
-    eval_config = config.eval_config
-    if not len(config.eval_input_reader):
-        raise ConfigError("the pipeline config has no eval_input_reader", hint="add eval_input_reader { ... }")
-    reader = config.eval_input_reader[0]
-    check_metrics_set(list(eval_config.metrics_set))
-    dev = resolve_device(device)
-    model = build_model(config.model, is_training=False)
-    ema = bool(eval_config.use_moving_averages) if use_ema is None else use_ema
-    ckpt = load_weights(model, ckpt_path, use_ema=ema)
-    model.to(dev)
-    if reader.label_map_path:
-        label_map: Any = load_label_map(reader.label_map_path)
-    else:
-        n = int(getattr(model, "num_classes", 0))
-        label_map = LabelMap.from_names([str(i) for i in range(1, n + 1)])
-    retain = bool(eval_config.retain_original_images) and int(eval_config.num_visualizations) > 0
-    threads = plan_threads("eval", device=dev.type, max_workers=int(reader.num_readers or 1))
-    apply_thread_plan(threads)
-    loader = build_input_loader(reader, config.model, None, is_training=False,
-                                batch_size=max(1, int(eval_config.batch_size)), retain_original_images=retain,
-                                num_workers=threads.workers)
-    if max_examples is None and eval_config.HasField("num_examples") and eval_config.num_examples > 0:
-        max_examples = int(eval_config.num_examples)
-    log.info("loaded %s weights of step %d; running on %s (%s)", "EMA" if ema else "model", ckpt.step, dev,
-             threads.describe())
-    metrics, extras = evaluate_model(model, loader, eval_config, label_map, device=dev, max_examples=max_examples)
-    if write_outputs:
-        from odkit.evaluation.outputs import write_eval_outputs
-
-        write_eval_outputs(Path(model_dir) / "eval", ckpt.step, metrics, extras, eval_config,
-                           category_names(label_map))
-    return metrics

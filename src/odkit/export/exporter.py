@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from odkit import __version__
 from odkit.errors import OdkitError, UnsupportedError
+from odkit.export.compare import match_detections, max_abs_diff
 from odkit.export.wrapper import INPUT_NAME, INPUT_TYPES, ExportWrapper, available_outputs
 from odkit.fileio import remove_stale_temporaries, temp_name
-from odkit.inference.compare import match_detections, max_abs_diff
+from odkit.version import __version__
 
 FORMATS = ("onnx", "torchscript")
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}

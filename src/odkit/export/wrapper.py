@@ -14,6 +14,9 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "raw_detection_boxes",
     "raw_detection_scores",
     "detection_multiclass_scores",
+    "detection_masks",  # Mask R-CNN: [B, K, mh, mw] per-box probabilities (TF); predict reframes them
+    "detection_keypoints",  # keypoint models: [B, K, NK, 2] normalized (y, x) to the true image
+    "detection_keypoint_scores",  # [B, K, NK]
 )
 REQUIRED_OUTPUTS = OUTPUT_NAMES[:4]
 INPUT_NAME = "input_tensor"

@@ -115,13 +115,17 @@ def predict_images(
             pil = open_image(path, detector.max_pixels)
             pixels = np.asarray(pil, dtype=np.uint8)
             record["width"], record["height"] = pil.width, pil.height
-            dets = detector.to_detections(detector.run_batch(pixels[None]), min_score=min_score, max_boxes=max_boxes)
+            dets = detector.to_detections(
+                detector.run_batch(pixels[None]), min_score=min_score, max_boxes=max_boxes,
+                image_hw=(pil.height, pil.width),
+            )
             record["detections"] = [d.to_dict() for d in dets]
             if draw:
                 name = _drawn_name(path, used)
                 buf = io.BytesIO()
                 fmt = "PNG" if name.endswith(".png") else "JPEG"
-                draw_detections(pil, dets).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+                drawn = draw_detections(pil, dets, detector.keypoint_edges)
+                drawn.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
                 _atomic_write(out_dir / name, buf.getvalue())
                 record["output_image"] = str(out_dir / name)
             ms = (time.perf_counter() - t0) * 1000

@@ -43,12 +43,21 @@ def collate_examples(examples: Sequence[dict[str, Any]], max_boxes: int | None =
     classes = torch.zeros((b, m), dtype=torch.int64)
     weights = torch.zeros((b, m), dtype=torch.float32)
     num = torch.zeros((b,), dtype=torch.int64)
-    flag_keys = [k for k in ("difficult", "group_of") if all(k in e for e in examples)]
-    flags = {k: torch.zeros((b, m), dtype=torch.bool) for k in flag_keys}
+    flag_keys = [k for k in ("difficult", "group_of", "is_crowd", "area") if all(k in e for e in examples)]
+    flags = {k: torch.zeros((b, m), dtype=torch.float32 if k == "area" else torch.bool) for k in flag_keys}
+    kp = _keypoint_arrays(examples, m)
+    masks = torch.zeros((b, m, H, W), dtype=torch.uint8) if examples and all("masks" in e for e in examples) \
+        else None
     for i, e in enumerate(examples):
         n = min(counts[i], m)
         scale = torch.tensor([hs[i] / H, ws[i] / W, hs[i] / H, ws[i] / W])
+        if kp:
+            kp["keypoints"][i, :n] = e["keypoints"][:n] * scale[:2]
+            kp["keypoint_visibilities"][i, :n] = e["keypoint_visibilities"][:n]
+            kp["keypoint_weights"][i, :n] = e["keypoint_weights"][:n]
         boxes[i, :n] = e["boxes"][:n] * scale
+        if masks is not None:
+            masks[i, :n, :hs[i], :ws[i]] = e["masks"][:n]
         classes[i, :n] = e["classes"][:n]
         weights[i, :n] = e["weights"][:n]
         for k in flag_keys:
@@ -57,7 +66,8 @@ def collate_examples(examples: Sequence[dict[str, Any]], max_boxes: int | None =
     batch: dict[str, Any] = {
         "images": images,
         "true_image_shapes": torch.stack([e["true_image_shape"] for e in examples]).to(torch.int64),
-        "groundtruth": {"boxes": boxes, "classes": classes, "weights": weights, "num_boxes": num, **flags},
+        "groundtruth": {"boxes": boxes, "classes": classes, "weights": weights, "num_boxes": num, **flags, **kp,
+                        **({"masks": masks} if masks is not None else {})},
         "source_ids": [e["source_id"] for e in examples],
         "filenames": [e["filename"] for e in examples],
         "original_sizes": torch.stack([e["original_size"] for e in examples]),
@@ -65,6 +75,16 @@ def collate_examples(examples: Sequence[dict[str, Any]], max_boxes: int | None =
     if all("original_image" in e for e in examples):
         batch["original_images"] = [e["original_image"] for e in examples]
     return batch
+
+
+def _keypoint_arrays(examples: Sequence[dict[str, Any]], m: int) -> dict[str, torch.Tensor]:
+    """Zero-padded keypoints [B, m, K, 2], visibilities [B, m, K], weights [B, m, K] when examples have them."""
+    if not examples or not all("keypoints" in e for e in examples):
+        return {}
+    b, k = len(examples), int(examples[0]["keypoints"].shape[1])
+    return {"keypoints": torch.zeros((b, m, k, 2), dtype=torch.float32),
+            "keypoint_visibilities": torch.zeros((b, m, k), dtype=torch.bool),
+            "keypoint_weights": torch.zeros((b, m, k), dtype=torch.float32)}
 
 
 class Collator:

@@ -34,7 +34,20 @@ anchors [A,4], anchor_valid [A], rpn_features_to_crop (FPN: also rpn_features_to
 preprocessed_shape [2]; after the second stage also
 proposal_boxes [B,P,4] (normalized), proposal_scores [B,P], num_proposals [B], refined_box_encodings
 [B,P,q,4], class_predictions_with_background [B,P,C+1].
-number_of_stages: 1 (RPN only; detections are proposals, class 1) or 2.
+number_of_stages: 1 (RPN only; detections are proposals, class 1), 2, or 3 (Mask R-CNN).
+
+Masks (number_of_stages 3 with a `mask_head`, TF `_predict_third_stage`): in training the mask head runs on
+the sampled proposals' box-classifier features (`mask_predictions` [B, P, q, mh, mw] logits, q = 1 or
+num_classes); the loss crops each positive proposal's matched groundtruth mask (`groundtruth["masks"]`,
+model-input frame) to mh x mw with crop_and_resize (bilinear), takes the target class's logits (background
+proposals weigh 0) and sums the sigmoid cross entropy / max(positives * mh * mw, 1), times
+second_stage_mask_prediction_loss_weight ("Loss/BoxClassifierLoss/mask_loss"). At inference postprocess
+crops the features again for the final detection boxes, runs the box classifier and the mask head, keeps
+the detected class's mask and returns `detection_masks` [B, K, mh, mw] = sigmoid (box frame; reframe to the
+image with odkit.masks.reframe_box_masks_to_image_masks). TF crops with the detection boxes in the
+true-image frame from the padded feature map; odkit maps them back to the padded frame first (identical
+when the image is not padded, as with the zoo's fixed_shape_resizer). With number_of_stages 2 the mask
+head is built (its weights restore) but unused, as in TF2.
 """
 
 from __future__ import annotations
@@ -55,7 +68,13 @@ from odkit.core.samplers import BalancedPositiveNegativeSampler, HardExampleMine
 from odkit.core.similarity import IouSimilarity
 from odkit.core.target_assigner import TargetAssigner
 from odkit.models.base import DetectionModel
-from odkit.models.faster_rcnn_heads import MaskRCNNBoxPredictor, RPNHead, multilevel_crop_and_resize
+from odkit.models.faster_rcnn_heads import (
+    MaskRCNNBoxPredictor,
+    MaskRCNNMaskHead,
+    RPNHead,
+    crop_and_resize,
+    multilevel_crop_and_resize,
+)
 
 NEG = torch.finfo(torch.float32).min
 
@@ -78,6 +97,7 @@ class FasterRcnnConfig:
     second_stage_localization_loss_weight: float = 1.0
     second_stage_classification_loss_weight: float = 1.0
     clip_anchors_to_image: bool = False
+    second_stage_mask_prediction_loss_weight: float = 1.0
 
 
 def _feature_key(level: int) -> str:
@@ -106,6 +126,7 @@ class FasterRCNNMetaArch(DetectionModel):
         second_stage_classification_loss: Loss | None = None,
         hard_example_miner: HardExampleMiner | None = None,
         input_size: tuple[int, int] | None = None,
+        mask_head: MaskRCNNMaskHead | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
@@ -114,6 +135,7 @@ class FasterRCNNMetaArch(DetectionModel):
         self.anchor_generator = anchor_generator
         self.rpn_head = rpn_head
         self.box_predictor = box_predictor
+        self.mask_head = mask_head
         self.second_stage_nms = second_stage_nms
         self.score_converter = second_stage_score_converter
         self.hard_example_miner = hard_example_miner
@@ -220,21 +242,38 @@ class FasterRCNNMetaArch(DetectionModel):
         return boxes, top_scores, ok.sum(dim=1)
 
     # ------------------------------------------------------------------ second stage
-    def _second_stage(
-        self, features: list[Tensor], proposal_boxes: Tensor, image_hw: tuple[int, int] | Tensor
-    ) -> dict[str, Tensor]:
-        b, p, _ = proposal_boxes.shape
+    @property
+    def predicts_masks(self) -> bool:
+        return self.cfg.number_of_stages == 3 and self.mask_head is not None
+
+    def _box_features(
+        self, features: list[Tensor], boxes: Tensor, image_hw: tuple[int, int] | Tensor
+    ) -> Tensor:
         size = self.cfg.initial_crop_size
-        crops = multilevel_crop_and_resize(features, proposal_boxes.detach(), (size, size), image_hw)
-        crops = self.maxpool(crops)
-        box_features = self.feature_extractor.extract_box_classifier_features(crops)
+        crops = multilevel_crop_and_resize(features, boxes.detach(), (size, size), image_hw)
+        box_features = self.feature_extractor.extract_box_classifier_features(self.maxpool(crops))
         if box_features.dim() == 2:  # FPN box classifier (FC layers): the predictor's spatial mean is a no-op
             box_features = box_features[:, :, None, None]
+        return box_features
+
+    def _second_stage(
+        self,
+        features: list[Tensor],
+        proposal_boxes: Tensor,
+        image_hw: tuple[int, int] | Tensor,
+        with_masks: bool = False,
+    ) -> dict[str, Tensor]:
+        b, p, _ = proposal_boxes.shape
+        box_features = self._box_features(features, proposal_boxes, image_hw)
         refined, cls = self.box_predictor(box_features)
-        return {
+        out = {
             "refined_box_encodings": refined.view(b, p, refined.shape[1], refined.shape[2]),
             "class_predictions_with_background": cls.view(b, p, -1),
         }
+        if with_masks and self.predicts_masks:
+            masks = self.mask_head(box_features)
+            out["mask_predictions"] = masks.view(b, p, *masks.shape[1:])
+        return out
 
     def _gt_labels(self, groundtruth: dict[str, Tensor]) -> Tensor:
         from odkit.core.target_assigner import one_hot_labels
@@ -284,8 +323,12 @@ class FasterRCNNMetaArch(DetectionModel):
             if self.hard_example_miner is None:
                 boxes, scores, num = self._sample_proposals(boxes, scores, num, groundtruth)
             pred.update(proposal_boxes=boxes, proposal_scores=scores, num_proposals=num)
-            pred.update(self._second_stage(_features(pred), boxes, pred["preprocessed_shape"]))
+            pred.update(
+                self._second_stage(_features(pred), boxes, pred["preprocessed_shape"], with_masks=True)
+            )
         losses.update(self._box_classifier_loss(pred, groundtruth))
+        if "mask_predictions" in pred:
+            losses["Loss/BoxClassifierLoss/mask_loss"] = self._mask_loss(pred, groundtruth)
         return losses
 
     def _rpn_loss(self, pred: dict[str, Tensor], groundtruth: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -363,6 +406,44 @@ class FasterRCNNMetaArch(DetectionModel):
             * cfg.second_stage_classification_loss_weight,
         }
 
+    def _mask_loss(self, pred: dict[str, Tensor], groundtruth: dict[str, Tensor]) -> Tensor:
+        """TF `_loss_box_classifier` mask part (sigmoid cross entropy on cropped groundtruth masks)."""
+        if "masks" not in groundtruth:
+            raise ValueError("groundtruth instance masks are needed: set load_instance_masks: true")
+        boxes = pred["proposal_boxes"].float()
+        num = pred["num_proposals"]
+        logits = pred["mask_predictions"].float()  # [B, P, q, mh, mw]
+        b, p, q, mh, mw = logits.shape
+        gt_masks = groundtruth["masks"]
+        m = gt_masks.shape[1]
+        with torch.no_grad():
+            t = self.detector_assigner.assign(
+                boxes,
+                groundtruth["boxes"].float(),
+                groundtruth["classes"],
+                groundtruth.get("weights"),
+                groundtruth.get("num_boxes"),
+                num_classes=self.num_classes,
+            )
+            padding = torch.arange(p, device=boxes.device).unsqueeze(0) < num.unsqueeze(1)
+            weights = t.reg_weights * padding  # positives (times the groundtruth weight)
+            matched = t.matches.clamp(min=0)
+            rows = (torch.arange(b, device=boxes.device).unsqueeze(1) * m + matched).reshape(-1)
+            flat = gt_masks.reshape(b * m, 1, *gt_masks.shape[2:]).float()
+            if m == 0:
+                targets = logits.new_zeros(b, p, mh, mw)
+            else:
+                targets = crop_and_resize(flat, boxes, (mh, mw), box_indices=rows).view(b, p, mh, mw)
+        if q == 1:
+            chosen = logits[:, :, 0]
+        else:
+            cls = (t.cls_targets.argmax(-1) - 1).clamp(min=0)  # background proposals weigh 0
+            chosen = torch.gather(logits, 2, cls.view(b, p, 1, 1, 1).expand(b, p, 1, mh, mw)).squeeze(2)
+        ce = F.binary_cross_entropy_with_logits(chosen, targets, reduction="none")
+        total = (ce * weights.view(b, p, 1, 1)).sum()
+        normalizer = (weights.sum() * mh * mw).clamp(min=1.0)
+        return total / normalizer * self.cfg.second_stage_mask_prediction_loss_weight
+
     # ------------------------------------------------------------------ postprocess
     def postprocess(self, prediction_dict: dict[str, Tensor], true_image_shapes: Tensor) -> dict[str, Tensor]:
         pred = dict(prediction_dict)
@@ -400,7 +481,11 @@ class FasterRCNNMetaArch(DetectionModel):
         raw = box_ops.clip_to_window(
             box_ops.change_coordinate_frame(raw, windows), raw.new_tensor([0, 0, 1, 1])
         )
+        extra = {}
+        if self.predicts_masks:
+            extra["detection_masks"] = self._detection_masks(pred, nms.boxes, nms.classes, det_valid, windows)
         return {
+            **extra,
             "detection_boxes": nms.boxes,
             "detection_scores": nms.scores,
             "detection_classes": (nms.classes + 1.0) * det_valid,
@@ -409,6 +494,23 @@ class FasterRCNNMetaArch(DetectionModel):
             "raw_detection_scores": raw_scores,  # TF: every proposal row, padding included
             "detection_multiclass_scores": multiclass,
         }
+
+    def _detection_masks(
+        self, pred: dict[str, Tensor], boxes: Tensor, classes: Tensor, valid: Tensor, windows: Tensor
+    ) -> Tensor:
+        """TF `_predict_third_stage` at inference: sigmoid masks [B, K, mh, mw] of the detected classes."""
+        b, k, _ = boxes.shape
+        # detection boxes are in the true-image frame; crop the padded feature map in its own frame
+        hw = (windows[:, 2:4] - windows[:, 0:2]).unsqueeze(1)
+        padded = boxes * hw.repeat(1, 1, 2) + windows[:, 0:2].repeat(1, 2).unsqueeze(1)
+        features = self._box_features(_features(pred), padded, pred["preprocessed_shape"])
+        logits = self.mask_head(features)  # [B*K, q, mh, mw]
+        mh, mw = logits.shape[-2:]
+        logits = logits.view(b, k, logits.shape[1], mh, mw)
+        if logits.shape[2] > 1:
+            idx = classes.long().clamp(0, logits.shape[2] - 1).view(b, k, 1, 1, 1).expand(b, k, 1, mh, mw)
+            logits = torch.gather(logits, 2, idx)
+        return torch.sigmoid(logits.squeeze(2).float()) * valid.view(b, k, 1, 1)
 
     def _postprocess_rpn(self, pred: dict[str, Tensor], windows: Tensor) -> dict[str, Tensor]:
         """number_of_stages 1: proposals are the detections (class 1), in the true image frame."""

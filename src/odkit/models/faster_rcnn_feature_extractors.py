@@ -12,6 +12,10 @@ state dicts load as classification fine-tune checkpoints. Preprocessing subtract
 - `ResNetFasterRcnnFeatureExtractor(depth, batch_norm_trainable)` (faster_rcnn_resnet{50,101,152}[_keras]):
   conv1..layer3 (TF conv1..conv4, stride 16) for proposals, layer4 (TF conv5, stride 2 on the crops, as the
   Keras extractor) for the box classifier.
+- `InceptionResNetV2FasterRcnnFeatureExtractor(first_stage_features_stride, batch_norm_trainable)`
+  (faster_rcnn_inception_resnet_v2[_keras]): preprocessing x * 2 / 255 - 1; block17_20_ac (1088 channels,
+  stride 16, or 8 atrous) for proposals, mixed_7a .. conv_7b (1536 channels) for the box classifier
+  (odkit.models.backbones.inception_resnet_v2).
 - `ResNetFpnFasterRcnnFeatureExtractor(...)` (faster_rcnn_resnet{50,101,152}_fpn_keras): C2..C5 -> FPN levels
   min..max (odkit.models.necks.fpn), box classifier (TF) flatten in NHWC order -> FC 1024 relu -> batch norm
   (conv_hyperparams; none without batch_norm) -> FC 1024 relu.
@@ -34,6 +38,8 @@ RESNET_TYPES = {
     "faster_rcnn_resnet101": 101,
     "faster_rcnn_resnet152": 152,
 }
+
+INCEPTION_RESNET_V2_TYPES = ("faster_rcnn_inception_resnet_v2_keras", "faster_rcnn_inception_resnet_v2")
 
 FPN_TYPES = {
     "faster_rcnn_resnet50_fpn_keras": 50,
@@ -97,8 +103,25 @@ class _ResNetBase(nn.Module):
 
 
 class ResNetFasterRcnnFeatureExtractor(_ResNetBase):
-    def __init__(self, depth: int = 50, batch_norm_trainable: bool = False) -> None:
+    """first_stage_features_stride 8 (atrous, TF1 `faster_rcnn_resnet*` with output_stride 8): layer3 (TF
+    conv4 / block3) keeps stride 1 and dilates its 3x3 convs by 2, so proposals are at stride 8; the box
+    classifier is unchanged. (TF2's Keras ResNet extractors raise for stride 8; odkit gives both names the
+    TF1 meaning.)"""
+
+    def __init__(self, depth: int = 50, batch_norm_trainable: bool = False, first_stage_features_stride: int = 16
+                 ) -> None:
         super().__init__(depth)
+        self.first_stage_features_stride = int(first_stage_features_stride)
+        if self.first_stage_features_stride == 8:
+            for i, block in enumerate(self.backbone.layer3):
+                if i == 0:
+                    block.conv1.stride = (1, 1)
+                    block.conv2.stride = (1, 1)
+                    if block.downsample is not None:
+                        block.downsample[0].stride = (1, 1)
+                block.conv2.dilation, block.conv2.padding = (2, 2), (2, 2)
+        elif self.first_stage_features_stride != 16:
+            raise ValueError("first_stage_features_stride must be 8 or 16")
         if not batch_norm_trainable:
             freeze_batch_norm_stats(self)
         self.proposal_channels = 1024
@@ -166,3 +189,28 @@ class ResNetFpnFasterRcnnFeatureExtractor(_ResNetBase):
 
     def extract_box_classifier_features(self, crops: torch.Tensor) -> torch.Tensor:
         return self.box_classifier(crops)
+
+
+class InceptionResNetV2FasterRcnnFeatureExtractor(nn.Module):
+    """TF `FasterRCNNInceptionResnetV2KerasFeatureExtractor` (stride 16 or 8)."""
+
+    def __init__(self, first_stage_features_stride: int = 16, batch_norm_trainable: bool = False) -> None:
+        super().__init__()
+        from odkit.models.backbones.inception_resnet_v2 import InceptionResNetV2, frozen_batch_norm
+
+        self.first_stage_features_stride = int(first_stage_features_stride)
+        self.backbone = InceptionResNetV2(self.first_stage_features_stride)
+        if not batch_norm_trainable:
+            frozen_batch_norm(self.backbone)
+        self.proposal_channels = 1088
+        self.box_classifier_channels = 1536
+        self.backbone_param_prefixes = ("backbone.",)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float() * (2.0 / 255.0) - 1.0
+
+    def extract_proposal_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.proposal_features(x)
+
+    def extract_box_classifier_features(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.backbone.box_classifier_features(crops)

@@ -19,9 +19,19 @@ in TF anchor order (level, y, x, anchor).
 `MaskRCNNBoxPredictor(in_channels, num_classes, fc_hp, use_dropout, dropout_keep_probability,
 share_box_across_classes, box_code_size=4)`: spatial mean -> (dropout) -> FC (+bn) for box encodings
 `[N, 1 or num_classes, 4]` and class logits `[N, num_classes + 1]`.
+
+`MaskRCNNMaskHead(in_channels, num_classes, hp, mask_height, mask_width, num_conv_layers, conv_depth,
+class_agnostic, convolve_then_upsample)` (TF `keras_mask_head.MaskRCNNMaskHead`): box classifier features
+`[N, C, h, w]` -> mask logits `[N, 1 or num_classes, mask_height, mask_width]`. Without
+convolve_then_upsample the features are first resized bilinearly (align_corners, TF resize_bilinear) to the
+mask size; then num_conv_layers - 1 3x3 conv (+bn) + activation; with convolve_then_upsample a nearest
+upsampling by (mask_height // h, mask_width // w) and one more 3x3 conv (+bn) + activation; last a 3x3 conv
+with bias to the masks. conv_depth 0 = TF's automatic depth (`mask_conv_depth`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -36,8 +46,16 @@ from odkit.models.hyperparams import (
 )
 
 
-def crop_and_resize(features: torch.Tensor, boxes: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:
-    """TF `crop_and_resize` of normalized `[ymin, xmin, ymax, xmax]` boxes `[B, P, 4]` -> `[B*P, C, ch, cw]`."""
+def crop_and_resize(
+    features: torch.Tensor,
+    boxes: torch.Tensor,
+    crop_size: tuple[int, int],
+    box_indices: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """TF `crop_and_resize` of normalized `[ymin, xmin, ymax, xmax]` boxes `[B, P, 4]` -> `[B*P, C, ch, cw]`.
+
+    `box_indices` ([B*P], optional): the feature-map row of each box (TF box_ind); default: box (b, p)
+    crops row b."""
     b, p, _ = boxes.shape
     h, w = features.shape[-2], features.shape[-1]
     ch, cw = crop_size
@@ -61,7 +79,10 @@ def crop_and_resize(features: torch.Tensor, boxes: torch.Tensor, crop_size: tupl
     rois = torch.stack([start_x, start_y, start_x + cw * step_x, start_y + ch * step_y], dim=-1).reshape(
         -1, 4
     )
-    idx = torch.arange(b, device=boxes.device, dtype=torch.float32).repeat_interleave(p).unsqueeze(1)
+    if box_indices is None:
+        idx = torch.arange(b, device=boxes.device, dtype=torch.float32).repeat_interleave(p).unsqueeze(1)
+    else:
+        idx = box_indices.reshape(-1, 1).to(device=boxes.device, dtype=torch.float32)
     crops = roi_align(
         features.float(),
         torch.cat([idx, rois], dim=1),
@@ -209,3 +230,56 @@ class MaskRCNNBoxPredictor(nn.Module):
         box = self.box_fc(self.box_dropout(pooled)).view(-1, self.num_boxes, self.box_code_size)
         cls = self.class_fc(self.class_dropout(pooled))
         return box, cls
+
+
+def mask_conv_depth(num_feature_channels: int, num_classes: int) -> int:
+    """TF `MaskRCNNMaskHead._get_mask_predictor_conv_depth` (class weight 3, feature weight 2, log2 space)."""
+    log_f = math.log(float(num_feature_channels), 2.0)
+    log_c = math.log(float(num_classes), 2.0)
+    return int(math.pow(2.0, round((log_f * 2.0 + log_c * 3.0) / 5.0)))
+
+
+class MaskRCNNMaskHead(nn.Module):
+    """Third-stage mask head (TF `MaskRCNNMaskHead`): features [N, C, h, w] -> logits [N, q, mh, mw]."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        hp: ConvHyperparams,
+        mask_height: int = 15,
+        mask_width: int = 15,
+        num_conv_layers: int = 2,
+        conv_depth: int = 256,
+        class_agnostic: bool = False,
+        convolve_then_upsample: bool = False,
+    ) -> None:
+        super().__init__()
+        from odkit.models.hyperparams import ConvBnAct
+
+        depth = conv_depth or mask_conv_depth(in_channels, num_classes)
+        self.mask_size = (int(mask_height), int(mask_width))
+        self.convolve_then_upsample = bool(convolve_then_upsample)
+        self.num_masks = 1 if class_agnostic else int(num_classes)
+        layers: list[nn.Module] = []
+        ch = in_channels
+        for _ in range(num_conv_layers - 1):
+            layers.append(ConvBnAct(ch, depth, 3, hp))
+            ch = depth
+        self.convs = nn.Sequential(*layers)
+        self.upsample_conv: nn.Module = nn.Identity()
+        if self.convolve_then_upsample:
+            self.upsample_conv = ConvBnAct(ch, depth, 3, hp)
+            ch = depth
+        self.last = conv2d(ch, self.num_masks, 3, hp, bias=True)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = features
+        if not self.convolve_then_upsample:
+            x = nn.functional.interpolate(x, size=self.mask_size, mode="bilinear", align_corners=True)
+        x = self.convs(x)
+        if self.convolve_then_upsample:
+            sy, sx = self.mask_size[0] // int(x.shape[2]), self.mask_size[1] // int(x.shape[3])
+            x = x.repeat_interleave(sy, dim=2).repeat_interleave(sx, dim=3)  # TF nearest_neighbor_upsampling
+            x = self.upsample_conv(x)
+        return self.last(x)

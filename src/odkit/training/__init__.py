@@ -1,4 +1,4 @@
 """The training engine behind `odkit train` (TF OD API model_main_tf2.py semantics).
 
-Entry point: `odkit.training.api.train(...)` (also `odkit.train`).
+The loop: odkit.training.trainer.Trainer; the entry point that wires it (`odkit.train`) is odkit.workflows.train.
 """

@@ -5,16 +5,26 @@
 image entry's field of that name (e.g. ``breed`` for a single-category file that tags images).
 Images without annotations are written with no boxes. ``image/filename`` is the JSON's ``file_name``,
 ``image/source_id`` the image id (as TF's converter).
+Keypoints (COCO person keypoints): when a category names its ``keypoints``, every object gets K keypoints
+``image/object/keypoint/{x,y,visibility,text,num}`` from the annotation's ``keypoints`` triples
+(x, y, v in pixels; objects without them get zeros with visibility 0), as TF's create_coco_tf_record.py,
+and the written label map lists them (``keypoints { id label }``).
 Label map when none is given: with ``class_key``, the sorted names (ids 1..N); otherwise the categories,
 keeping COCO ids when they are all >= 1, else renumbered 1..N in id order.
+With ``include_masks`` (CLI ``--include_masks``, TF's flag) each annotation's ``segmentation`` (polygons,
+uncompressed or compressed RLE, decoded with pycocotools' mask API from faster-coco-eval) is written as a PNG
+``image/object/mask``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from typing import Any
+
+import numpy as np
 
 from odkit.data.converters.common import (
     Log,
@@ -62,9 +72,86 @@ def _dim(img: dict[str, Any], key: str, where: str) -> int | None:
         raise DataError(f"image {key} {str(value)[:40]!r} is not a non-negative number", where=where) from None
 
 
-def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = None
-                 ) -> tuple[list[SourceImage], list[tuple[int, str]]]:
-    """SourceImages in the order of the JSON's images, and the (id, name) categories."""
+def _keypoint_names(categories: list[Any], where: str) -> tuple[dict[int, tuple[str, ...]], tuple[str, ...] | None]:
+    """Per category id its keypoint names, and the dataset's names (None without keypoints); one K for all."""
+    per_cat: dict[int, tuple[str, ...]] = {}
+    for c in categories:
+        names = c.get("keypoints") if isinstance(c, dict) else None
+        if names is None:
+            continue
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DataError(f"category {str(c.get('id'))[:20]} has 'keypoints' {str(names)[:60]}, expected a "
+                            "list of names", where=where)
+        per_cat[int(c["id"])] = tuple(names)
+    sizes = {len(v) for v in per_cat.values() if v}
+    if len(sizes) > 1:
+        raise DataError(f"categories name different numbers of keypoints ({sorted(sizes)})", where=where,
+                        hint="a TFRecord holds one keypoint count per object; convert one category at a time")
+    first = next((v for v in per_cat.values() if v), None)
+    return per_cat, first
+
+
+def _annotation_keypoints(a: dict[str, Any], k: int, where: str) -> np.ndarray | None:
+    """COCO ``keypoints`` [x1, y1, v1, ...] -> float64 [K, 3], checked."""
+    raw = a.get("keypoints")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 3 * k:
+        raise DataError(f"annotation {str(a.get('id'))[:20]} has {len(raw) if isinstance(raw, list) else raw!r} "
+                        f"keypoint values, expected {3 * k} (x, y, v for {k} keypoints)", where=where)
+    try:
+        arr = np.asarray([float(v) for v in raw], np.float64).reshape(k, 3)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"annotation {str(a.get('id'))[:20]} has non-numeric keypoints", where=where) from exc
+    if not np.all(np.isfinite(arr)) or not np.all(np.isin(arr[:, 2], (0, 1, 2))):
+        raise DataError(f"annotation {str(a.get('id'))[:20]} has keypoints that are not finite or a visibility "
+                        "outside 0, 1, 2", where=where)
+    return arr
+
+
+def coco_segmentation_mask(segm: Any, height: int, width: int, where: str) -> np.ndarray:
+    """A COCO ``segmentation`` (polygon list, uncompressed RLE or compressed RLE) -> uint8 [H, W] 0/1, as
+    pycocotools' annToMask (TF create_coco_tf_record.py include_masks: frPyObjects, decode, any part)."""
+    from faster_coco_eval.core import mask as mask_api
+
+    try:
+        if isinstance(segm, list):
+            polys = [[float(v) for v in p] for p in segm if isinstance(p, list) and len(p) >= 6]
+            if not polys:
+                return np.zeros((height, width), np.uint8)
+            rle = mask_api.merge(mask_api.frPyObjects(polys, height, width))
+        elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+            if [int(v) for v in segm.get("size", [])] != [height, width]:
+                raise DataError(f"RLE size {segm.get('size')} differs from the image {height}x{width}", where=where)
+            rle = mask_api.frPyObjects(segm, height, width)
+        elif isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
+            if [int(v) for v in segm.get("size", [])] != [height, width]:
+                raise DataError(f"RLE size {segm.get('size')} differs from the image {height}x{width}", where=where)
+            rle = {"size": [height, width], "counts": segm["counts"]}
+        else:
+            raise DataError(f"segmentation {str(segm)[:60]} is neither polygons nor RLE", where=where)
+        m = np.asarray(mask_api.decode(rle))
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the mask API raises assorted errors on malformed input
+        raise DataError(f"bad segmentation ({type(exc).__name__}: {str(exc)[:120]})", where=where) from None
+    if m.ndim == 3:
+        m = m.max(axis=2)
+    return (m > 0).astype(np.uint8)
+
+
+def _area(a: dict[str, Any]) -> float | None:
+    """The annotation's ``area`` when it is a finite non-negative number (TF writes it as image/object/area)."""
+    v = a.get("area")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        return None
+    return float(v)
+
+
+def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = None, include_masks: bool = False
+                 ) -> tuple[list[SourceImage], list[tuple[int, str]], dict[int, tuple[str, ...]]]:
+    """SourceImages in the order of the JSON's images, the (id, name) categories and their keypoint names.
+    ``include_masks``: every object carries its ``segmentation`` as a mask (TF's --include_masks)."""
     data = _load_json(annotations_file)
     cats: list[tuple[int, str]] = []
     cat_names: dict[int, str] = {}
@@ -77,6 +164,11 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"bad category entry {c!r}", where=annotations_file) from exc
         cat_names[cats[-1][0]] = cats[-1][1]
+    kp_per_cat, kp_names = _keypoint_names(data.get("categories", []) or [], annotations_file)
+    if kp_names is None and any(isinstance(a, dict) and a.get("keypoints")
+                                for a in data.get("annotations", []) or []):
+        raise DataError("annotations have 'keypoints' but no category names them (categories[].keypoints)",
+                        where=annotations_file, hint="add the keypoint names to the category, as COCO does")
     by_image: dict[Any, list[dict[str, Any]]] = {}
     for a in data.get("annotations", []) or []:
         if not isinstance(a, dict) or "image_id" not in a:
@@ -113,35 +205,53 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
                 if cid not in cat_names:
                     raise DataError(f"annotation {a.get('id')} has unknown category_id {cid!r}", where=where)
                 name = cat_names[cid]
+            kps = _annotation_keypoints(a, len(kp_names), where) if kp_names else None
+            mask = None
+            if include_masks and a.get("segmentation") is not None:
+                segm, swhere = a["segmentation"], f"{where}: annotation {str(a.get('id'))[:20]}"
+                mask = functools.partial(_mask_fn, segm, swhere)
             objects.append(SourceObject(name=name, xmin=x, ymin=y, xmax=x + w, ymax=y + h,
-                                        is_crowd=int(bool(a.get("iscrowd", 0)))))
+                                        is_crowd=int(bool(a.get("iscrowd", 0))), keypoints=kps,
+                                        area=_area(a), mask=mask))
         out.append(SourceImage(path=path, filename=file_name, source_id=str(img["id"]), where=where,
-                               width=width, height=height, objects=objects))
-    return out, cats
+                               width=width, height=height, objects=objects, keypoint_names=kp_names,
+                               with_masks=include_masks))
+    return out, cats, kp_per_cat
 
 
-def coco_label_map(cats: list[tuple[int, str]]) -> LabelMap:
+def _mask_fn(segm: Any, where: str, height: int, width: int) -> np.ndarray:
+    return coco_segmentation_mask(segm, height, width, where)
+
+
+def coco_label_map(cats: list[tuple[int, str]], keypoint_names: dict[int, tuple[str, ...]] | None = None
+                   ) -> LabelMap:
+    """The categories as a label map; categories naming keypoints list them (``keypoints { id label }``)."""
     cats = sorted(cats)
+    kp = keypoint_names or {}
     if cats and all(i >= 1 for i, _ in cats) and len({i for i, _ in cats}) == len(cats):
+        kps = tuple(tuple(enumerate(kp.get(i, ()))) for i, _ in cats)
         return LabelMap(ids=tuple(i for i, _ in cats), names=tuple(n for _, n in cats),
-                        display_names=tuple(n for _, n in cats))
-    return LabelMap.from_names(dict.fromkeys(n for _, n in cats))
+                        display_names=tuple(n for _, n in cats), keypoints=kps if any(kps) else ())
+    lm = LabelMap.from_names(dict.fromkeys(n for _, n in cats))
+    by_name = {n: kp[i] for i, n in cats if i in kp}
+    kps = tuple(tuple(enumerate(by_name.get(n, ()))) for n in lm.names)
+    return LabelMap(lm.ids, lm.names, lm.display_names, keypoints=kps if any(kps) else ())
 
 
 def create_coco_tfrecord(
     annotations_file: str, image_dir: str, output_path: str, *, label_map_path: str | None = None,
     class_key: str | None = None, num_shards: int = 1, val_fraction: float = 0.0, seed: int = 42,
-    label_map_output_path: str | None = None, log: Log | None = stderr_log,
+    label_map_output_path: str | None = None, include_masks: bool = False, log: Log | None = stderr_log,
 ) -> Summary:
     if not os.path.isdir(image_dir):
         raise DataError("image folder not found", where=image_dir)
-    images, cats = collect_coco(annotations_file, image_dir, class_key)
+    images, cats, kp_per_cat = collect_coco(annotations_file, image_dir, class_key, include_masks)
     if label_map_path:
         label_map: LabelMap | None = load_label_map(label_map_path)
     elif class_key or not cats:
         label_map = derive_label_map(images)
     else:
-        label_map = coco_label_map(cats)
+        label_map = coco_label_map(cats, kp_per_cat)
     summary = write_dataset(images, output_path=output_path, label_map=label_map, num_shards=num_shards,
                             val_fraction=val_fraction, seed=seed, log=log)
     if not label_map_path:

@@ -164,6 +164,11 @@ class SourceObject:
     truncated: int = 0
     pose: str = "Unspecified"
     is_crowd: int = 0
+    keypoints: np.ndarray | None = None  # float64 [K, 3] pixel (x, y, visibility), COCO's triples
+    area: float | None = None  # COCO's annotation area (pixels; written as image/object/area, as TF)
+    # instance mask: a function of the image's (height, width) -> uint8 [H, W] 0/1 (COCO polygons / RLE,
+    # VOC SegmentationObject); None: no mask (written as zeros when the image writes masks)
+    mask: Callable[[int, int], np.ndarray] | None = None
 
 
 @dataclass
@@ -177,6 +182,8 @@ class SourceImage:
     height: int | None = None
     objects: list[SourceObject] = field(default_factory=list)
     source_id: str | None = None  # default: the filename
+    keypoint_names: tuple[str, ...] | None = None  # set when the dataset has keypoints (every object has K)
+    with_masks: bool = False  # write image/object/mask (PNG) for every object
 
 
 def clean_boxes(
@@ -258,14 +265,60 @@ def encode_source_image(
     objs = [o for o, _ in cleaned]
     if not objs:
         summary.notes["images_without_boxes"] += 1
+    kp: dict[str, object] = {}
+    if im.keypoint_names is not None:
+        kp = _keypoint_args(objs, im.keypoint_names, prep.width, prep.height)
+        summary.notes["keypoints_labelled"] += int((kp["keypoint_visibility"] > 0).sum())  # type: ignore[operator]
+    if im.with_masks:
+        try:
+            kp["masks"] = _object_masks(objs, prep.height, prep.width, summary, im.where)
+        except DataError as exc:
+            summary.skip("bad_mask", exc.one_line(), log)
+            return None
     data = encode_detection_example(
         prep.data, format=prep.format, height=prep.height, width=prep.width, filename=im.filename,
         source_id=im.source_id or im.filename, sha256=prep.sha256, boxes=boxes,
         labels=[label_map.name_to_id[o.name] for o in objs], texts=[o.name for o in objs],
         difficult=[o.difficult for o in objs], truncated=[o.truncated for o in objs],
         view=[o.pose for o in objs], is_crowd=[o.is_crowd for o in objs] if any(o.is_crowd for o in objs) else None,
+        area=[o.area for o in objs] if objs and all(o.area is not None for o in objs) else None,
+        **kp,  # type: ignore[arg-type]
     )
     return data, len(objs), [o.name for o in objs]
+
+
+def _object_masks(objs: Sequence[SourceObject], height: int, width: int, summary: Summary, where: str
+                  ) -> np.ndarray:
+    """uint8 [N, height, width] masks of the kept objects (zeros for objects without one, counted)."""
+    out = np.zeros((len(objs), height, width), np.uint8)
+    for i, o in enumerate(objs):
+        if o.mask is None:
+            summary.notes["objects_without_mask"] += 1
+            continue
+        m = np.asarray(o.mask(height, width))
+        if m.shape != (height, width):
+            raise DataError(f"mask is {m.shape[1] if m.ndim == 2 else '?'}x{m.shape[0]}, the image "
+                            f"{width}x{height}", where=where)
+        out[i] = m > 0
+    summary.notes["masks_written"] += len(objs)
+    return out
+
+
+def _keypoint_args(objs: Sequence[SourceObject], names: tuple[str, ...], width: int, height: int
+                   ) -> dict[str, object]:
+    """Keypoint arguments of encode_detection_example: pixel (x, y, v) -> normalized (y, x) + visibility, as
+    TF's create_coco_tf_record.py (x / width, y / height, not clipped; objects without keypoints get K
+    zeros with visibility 0)."""
+    k = len(names)
+    pts = np.zeros((len(objs), k, 2), np.float32)
+    vis = np.zeros((len(objs), k), np.int64)
+    for i, o in enumerate(objs):
+        if o.keypoints is None:
+            continue
+        pts[i, :, 0] = o.keypoints[:, 1] / height
+        pts[i, :, 1] = o.keypoints[:, 0] / width
+        vis[i] = o.keypoints[:, 2].astype(np.int64)
+    return {"keypoints": pts, "keypoint_visibility": vis, "keypoint_texts": list(names)}
 
 
 def fill_split(

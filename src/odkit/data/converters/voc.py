@@ -8,7 +8,10 @@ Layouts found automatically under ``data_dir`` (or given with ``annotations_dir`
 
 from __future__ import annotations
 
+import functools
 import os
+
+import numpy as np
 
 from odkit.data.converters.common import Log, SourceImage, Summary, dataset_file, stderr_log, write_dataset
 from odkit.data.converters.voc_xml import parse_voc_xml
@@ -46,10 +49,37 @@ def find_voc_dirs(data_dir: str, annotations_dir: str | None = None, images_dir:
     return annotations_dir, images_dir
 
 
+def voc_instance_mask(png_path: str, index: int, height: int, width: int) -> np.ndarray:
+    """Object ``index`` (1-based, the XML's object order) of a VOC ``SegmentationObject`` PNG (palette
+    indices; 0 background, 255 void / boundary) -> uint8 [H, W] 0/1."""
+    from PIL import Image
+
+    from odkit.data.image_io import check_image_pixels
+
+    try:
+        with Image.open(png_path) as img:
+            check_image_pixels(img.width, img.height, png_path)
+            if img.mode not in ("P", "L"):
+                raise DataError(f"SegmentationObject PNG has mode {img.mode}, expected palette indices (P or L)",
+                                where=png_path)
+            arr = np.asarray(img)
+    except OSError as exc:
+        raise DataError(f"cannot read the segmentation PNG ({exc})", where=png_path) from None
+    if arr.shape != (height, width):
+        raise DataError(f"segmentation PNG is {arr.shape[1]}x{arr.shape[0]}, the image {width}x{height}",
+                        where=png_path)
+    return (arr == index).astype(np.uint8)
+
+
 def collect_voc(data_dir: str, annotations_dir: str | None = None, images_dir: str | None = None,
-                ignore_difficult: bool = False) -> list[SourceImage]:
-    """Parse all XMLs (sorted by name) into SourceImages."""
+                ignore_difficult: bool = False, mask_dir: str | None = None) -> list[SourceImage]:
+    """Parse all XMLs (sorted by name) into SourceImages. ``mask_dir`` (a VOC ``SegmentationObject`` folder):
+    object k of ``<stem>.xml`` gets the pixels of value k (1-based) of ``<stem>.png`` as its mask; images
+    without a PNG get no masks (zeros, counted)."""
     ann_dir, img_dir = find_voc_dirs(data_dir, annotations_dir, images_dir)
+    if mask_dir is not None and not os.path.isdir(mask_dir):
+        raise DataError("segmentation mask folder not found", where=mask_dir,
+                        hint="give the VOC SegmentationObject folder with --mask_dir")
     xmls = sorted(n for n in os.listdir(ann_dir) if n.lower().endswith(".xml"))
     out = []
     for name in xmls:
@@ -68,18 +98,24 @@ def collect_voc(data_dir: str, annotations_dir: str | None = None, images_dir: s
                     if os.path.isfile(cand):
                         path, filename = cand, stem + ext
                         break
+        if mask_dir is not None:
+            png = dataset_file(mask_dir, os.path.splitext(name)[0] + ".png", where=xml_path, what="mask file")
+            if os.path.isfile(png):
+                for k, o in enumerate(ann.objects, 1):
+                    o.mask = functools.partial(voc_instance_mask, png, k)
         objects = [o for o in ann.objects if not (ignore_difficult and o.difficult)]
         out.append(SourceImage(path=path, filename=filename, where=xml_path, width=ann.width, height=ann.height,
-                               objects=objects))
+                               objects=objects, with_masks=mask_dir is not None))
     return out
 
 
 def create_voc_tfrecord(
     data_dir: str, output_path: str, *, label_map_path: str | None = None, num_shards: int = 1,
     val_fraction: float = 0.0, seed: int = 42, annotations_dir: str | None = None, images_dir: str | None = None,
-    label_map_output_path: str | None = None, ignore_difficult: bool = False, log: Log | None = stderr_log,
+    label_map_output_path: str | None = None, ignore_difficult: bool = False, mask_dir: str | None = None,
+    log: Log | None = stderr_log,
 ) -> Summary:
-    images = collect_voc(data_dir, annotations_dir, images_dir, ignore_difficult)
+    images = collect_voc(data_dir, annotations_dir, images_dir, ignore_difficult, mask_dir)
     if not images:
         raise DataError("no annotations found", where=data_dir)
     label_map = load_label_map(label_map_path) if label_map_path else None

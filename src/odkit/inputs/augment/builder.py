@@ -45,8 +45,25 @@ def _color(values: Sequence[float], where: str) -> list[float] | None:
     return [float(v) for v in values]
 
 
-def build_step(step: Any) -> Op:
-    """One PreprocessingStep -> op(sample, rng) -> sample."""
+def _permutation(values: Sequence[int], field: str, where: str, num_keypoints: int) -> tuple[int, ...]:
+    """A keypoint permutation checked against the loaded keypoint count (TF gathers with it)."""
+    perm = tuple(int(v) for v in values)
+    if num_keypoints and perm and (len(perm) != num_keypoints or sorted(perm) != list(range(num_keypoints))):
+        raise ConfigError(f"{where}.{field} {list(perm)} is not a permutation of the {num_keypoints} keypoints "
+                          "(input reader num_keypoints)")
+    return perm
+
+
+# ops that change the geometry without moving keypoints, in TF as in odkit: refused when keypoints are loaded
+NO_KEYPOINTS = {"autoaugment_image": "its translations / shears / rotations move boxes only (as in the TF OD API)"}
+
+# ops that change the geometry without moving masks (TF's do not take masks either): refused with masks
+NO_MASKS = {"autoaugment_image": "its translations / shears / rotations move boxes only (as in the TF OD API)"}
+
+
+def build_step(step: Any, num_keypoints: int = 0, load_masks: bool = False) -> Op:
+    """One PreprocessingStep -> op(sample, rng) -> sample. ``num_keypoints``: keypoints the input loads;
+    ``load_masks``: instance masks are loaded (ops that cannot move them are refused by name)."""
     kind = step.WhichOneof("preprocessing_step")
     if kind is None:
         raise ConfigError("data_augmentation_options entry is empty")
@@ -55,9 +72,24 @@ def build_step(step: Any) -> Op:
                                hint="remove it or pass --allow_unsupported")
     c = getattr(step, kind)
     where = f"data_augmentation_options.{kind}"
-    if kind in ("random_horizontal_flip", "random_vertical_flip", "random_rotation90"):
-        # keypoint permutations only act on keypoints, which odkit never loads (InputReader.num_keypoints = 0)
-        return functools.partial(getattr(geometric, kind), probability=c.probability)
+    if load_masks and kind in NO_MASKS:
+        raise UnsupportedError(f"{where} cannot be used with instance masks: {NO_MASKS[kind]}",
+                               hint="remove it or set the input reader's load_instance_masks to false")
+    if num_keypoints and kind in NO_KEYPOINTS:
+        raise UnsupportedError(f"{where} cannot be used with keypoints: {NO_KEYPOINTS[kind]}",
+                               hint="remove it or set the input reader's num_keypoints to 0")
+    if kind in ("random_horizontal_flip", "random_vertical_flip"):
+        perm = _permutation(c.keypoint_flip_permutation, "keypoint_flip_permutation", where, num_keypoints)
+        if num_keypoints and not perm:  # TF: "keypoints are provided but keypoints_flip_permutation is not"
+            raise ConfigError(f"{where} needs keypoint_flip_permutation when keypoints are loaded "
+                              f"(input reader num_keypoints {num_keypoints})",
+                              hint="list the index each keypoint takes after the flip, e.g. 0 2 1 for nose, "
+                                   "left eye, right eye")
+        return functools.partial(getattr(geometric, kind), probability=c.probability, keypoint_flip_permutation=perm)
+    if kind == "random_rotation90":
+        perm = _permutation(c.keypoint_rot_permutation, "keypoint_rot_permutation", where, num_keypoints)
+        return functools.partial(geometric.random_rotation90, probability=c.probability,
+                                 keypoint_rot_permutation=perm)
     if kind == "random_pixel_value_scale":
         return _simple(color.random_pixel_value_scale, c, "minval", "maxval")
     if kind == "random_image_scale":
@@ -194,6 +226,7 @@ class Augmenter:
         return len(self.ops)
 
 
-def build_augmenter(steps: Sequence[Any]) -> Augmenter:
-    """train_config.data_augmentation_options -> Augmenter."""
-    return Augmenter([build_step(s) for s in steps])
+def build_augmenter(steps: Sequence[Any], num_keypoints: int = 0, load_masks: bool = False) -> Augmenter:
+    """train_config.data_augmentation_options -> Augmenter (``num_keypoints`` > 0: keypoints are loaded;
+    ``load_masks``: instance masks are loaded)."""
+    return Augmenter([build_step(s, num_keypoints, load_masks) for s in steps])

@@ -81,6 +81,7 @@ def _apply_crop(s: Sample, crop: tuple[int, int, int, int], overlap_thresh: floa
     y, x, h, w = crop
     H, W = s.height, s.width
     s.image = s.image[:, y:y + h, x:x + w]
+    s.map_masks(lambda m: m[:, y:y + h, x:x + w])
     window = torch.tensor([y / H, x / W, (y + h) / H, (x + w) / W])
     crop_boxes(s, window, overlap_thresh, clip_boxes, prune_outside)
 

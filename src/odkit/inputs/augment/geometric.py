@@ -1,4 +1,12 @@
-"""Flips, rotation, scaling, padding and patch ops (TF OD API core/preprocessor.py semantics)."""
+"""Flips, rotation, scaling, padding and patch ops (TF OD API core/preprocessor.py semantics).
+
+Keypoints move with the image as in TF (keypoint_ops): flips and rotation with their permutations, pads and
+crops by a change of frame, crops prune keypoints leaving the image to NaN; scaling / resizing leaves the
+normalized coordinates unchanged. Where TF moves keypoints but not their visibilities (vertical flip,
+rotation), odkit permutes the visibilities too, so a labelled keypoint keeps its label.
+Instance masks (Sample field "masks") get the image's flips, rotation, crops and pads (zeros), and its
+resizes with nearest sampling, as TF's preprocessor does (masks resized with NEAREST_NEIGHBOR).
+"""
 
 from __future__ import annotations
 
@@ -7,32 +15,48 @@ import random
 
 import torch
 
-from odkit.inputs.augment.sample import Sample, change_coordinate_frame, prune_and_clip_unit
+from odkit.inputs.augment.sample import KEYPOINTS, Sample, permute_keypoints, prune_and_clip_unit, reframe
 from odkit.inputs.resizers import resize_images
 
 
-def random_horizontal_flip(s: Sample, rng: random.Random, probability: float = 0.5) -> Sample:
+def random_horizontal_flip(s: Sample, rng: random.Random, probability: float = 0.5,
+                           keypoint_flip_permutation: tuple[int, ...] = ()) -> Sample:
+    """Flip left-right; keypoint k of the result is keypoint permutation[k] mirrored (keypoint_ops)."""
     if rng.random() < probability:
         s.image = s.image.flip(-1)
+        s.map_masks(lambda m: m.flip(-1))
         b = s.boxes
         s.boxes = torch.stack([b[:, 0], 1.0 - b[:, 3], b[:, 2], 1.0 - b[:, 1]], dim=1)
+        kp = permute_keypoints(s, keypoint_flip_permutation)
+        if kp is not None:
+            s.fields[KEYPOINTS] = torch.stack([kp[..., 0], 1.0 - kp[..., 1]], dim=-1)
     return s
 
 
-def random_vertical_flip(s: Sample, rng: random.Random, probability: float = 0.5) -> Sample:
+def random_vertical_flip(s: Sample, rng: random.Random, probability: float = 0.5,
+                         keypoint_flip_permutation: tuple[int, ...] = ()) -> Sample:
     if rng.random() < probability:
         s.image = s.image.flip(-2)
+        s.map_masks(lambda m: m.flip(-2))
         b = s.boxes
         s.boxes = torch.stack([1.0 - b[:, 2], b[:, 1], 1.0 - b[:, 0], b[:, 3]], dim=1)
+        kp = permute_keypoints(s, keypoint_flip_permutation)
+        if kp is not None:
+            s.fields[KEYPOINTS] = torch.stack([1.0 - kp[..., 0], kp[..., 1]], dim=-1)
     return s
 
 
-def random_rotation90(s: Sample, rng: random.Random, probability: float = 0.5) -> Sample:
-    """Rotate 90 degrees counter-clockwise."""
+def random_rotation90(s: Sample, rng: random.Random, probability: float = 0.5,
+                      keypoint_rot_permutation: tuple[int, ...] = ()) -> Sample:
+    """Rotate 90 degrees counter-clockwise: (y, x) -> (1 - x, y) (keypoint_ops.rot90)."""
     if rng.random() < probability:
         s.image = torch.rot90(s.image, 1, dims=(-2, -1))
+        s.map_masks(lambda m: torch.rot90(m, 1, dims=(-2, -1)))
         b = s.boxes
         s.boxes = torch.stack([1.0 - b[:, 3], b[:, 0], 1.0 - b[:, 1], b[:, 2]], dim=1)
+        kp = permute_keypoints(s, keypoint_rot_permutation)
+        if kp is not None:
+            s.fields[KEYPOINTS] = torch.stack([1.0 - kp[..., 1], kp[..., 0]], dim=-1)
     return s
 
 
@@ -40,6 +64,14 @@ def _resize(s: Sample, h: int, w: int, method: str = "bilinear") -> None:
     h, w = max(1, int(h)), max(1, int(w))
     if (h, w) != (s.height, s.width):
         s.image = resize_images(s.float_image()[None], (h, w), method)[0]
+        s.map_masks(lambda m: resize_masks(m, h, w))
+
+
+def resize_masks(masks: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """uint8 [N, H, W] -> [N, h, w] with nearest sampling (TF resizes masks with NEAREST_NEIGHBOR)."""
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, h, w))
+    return resize_images(masks[None].to(torch.float32), (h, w), "nearest")[0].to(masks.dtype)
 
 
 def random_image_scale(s: Sample, rng: random.Random, min_scale_ratio: float = 0.5,
@@ -90,8 +122,15 @@ def pad_to(s: Sample, height: int, width: int, off_y: int, off_x: int, color: li
     canvas = canvas.clone()
     canvas[:, off_y:off_y + h, off_x:off_x + w] = s.image
     s.image = canvas
+
+    def pad(m: torch.Tensor) -> torch.Tensor:
+        out = m.new_zeros((m.shape[0], height, width))
+        out[:, off_y:off_y + h, off_x:off_x + w] = m
+        return out
+
+    s.map_masks(pad)
     window = torch.tensor([-off_y / h, -off_x / w, (height - off_y) / h, (width - off_x) / w])
-    s.boxes = change_coordinate_frame(s.boxes, window)
+    reframe(s, window)
 
 
 def random_pad_image(s: Sample, rng: random.Random, min_image_size: tuple[int, int] | None = None,
@@ -145,6 +184,7 @@ def random_self_concat_image(s: Sample, rng: random.Random, concat_vertical_prob
         if rng.random() >= prob:
             continue
         s.image = torch.cat([s.image, s.image], dim=dim)
+        masks = s.fields.get("masks")
         b = s.boxes
         if dim == 1:
             first = torch.stack([b[:, 0] / 2, b[:, 1], b[:, 2] / 2, b[:, 3]], 1)
@@ -153,7 +193,17 @@ def random_self_concat_image(s: Sample, rng: random.Random, concat_vertical_prob
             first = torch.stack([b[:, 0], b[:, 1] / 2, b[:, 2], b[:, 3] / 2], 1)
             second = torch.stack([b[:, 0], b[:, 1] / 2 + 0.5, b[:, 2], b[:, 3] / 2 + 0.5], 1)
         s.boxes = torch.cat([first, second])
+        kp = s.keypoints
         s.fields = {k: torch.cat([v, v]) for k, v in s.fields.items()}
+        if kp is not None:  # TF leaves keypoints out of this op (they would no longer match the boxes)
+            axis = 0 if dim == 1 else 1
+            halves = [kp.clone(), kp.clone()]
+            halves[0][..., axis] = kp[..., axis] / 2
+            halves[1][..., axis] = kp[..., axis] / 2 + 0.5
+            s.fields[KEYPOINTS] = torch.cat(halves)
+        if masks is not None:  # copy 1 in the first half, copy 2 in the second
+            zeros = torch.zeros_like(masks)
+            s.fields["masks"] = torch.cat([torch.cat([masks, zeros], dim=dim), torch.cat([zeros, masks], dim=dim)])
     return s
 
 
@@ -167,12 +217,16 @@ def random_scale_crop_and_pad_to_square(s: Sample, rng: random.Random, output_si
     _resize(s, sh, sw)
     oy = int(max(0, sh - output_size) * rng.random())
     ox = int(max(0, sw - output_size) * rng.random())
-    img = s.image[:, oy:oy + output_size, ox:ox + output_size]
-    out = torch.zeros((3, output_size, output_size), dtype=img.dtype)
-    out[:, :img.shape[1], :img.shape[2]] = img
-    s.image = out
+    def crop_pad(x: torch.Tensor) -> torch.Tensor:
+        img = x[:, oy:oy + output_size, ox:ox + output_size]
+        out = torch.zeros((x.shape[0], output_size, output_size), dtype=img.dtype)
+        out[:, :img.shape[1], :img.shape[2]] = img
+        return out
+
+    s.image = crop_pad(s.image)
+    s.map_masks(crop_pad)
     window = torch.tensor([oy / sh, ox / sw, (oy + output_size) / sh, (ox + output_size) / sw])
-    s.boxes = change_coordinate_frame(s.boxes, window)
+    reframe(s, window)
     prune_and_clip_unit(s)
     return s
 
@@ -202,10 +256,14 @@ def random_square_crop_by_scale(s: Sample, rng: random.Random, scale_min: float 
     cy0, cx0 = yc - half, xc - half
     y0, x0 = max(cy0, 0), max(cx0, 0)
     y1, x1 = min(yc + half, h), min(xc + half, w)
-    out = torch.zeros((3, size, size), dtype=s.image.dtype)
-    out[:, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0] = s.image[:, y0:y1, x0:x1]
-    s.image = out
+    def square(x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((x.shape[0], size, size), dtype=x.dtype)
+        out[:, y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0] = x[:, y0:y1, x0:x1]
+        return out
+
+    s.image = square(s.image)
+    s.map_masks(square)
     window = torch.tensor([cy0 / h, cx0 / w, (cy0 + size) / h, (cx0 + size) / w])
-    s.boxes = change_coordinate_frame(s.boxes, window)
+    reframe(s, window)
     prune_and_clip_unit(s)
     return s

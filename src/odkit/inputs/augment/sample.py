@@ -1,12 +1,17 @@
-"""The unit the augmentation ops work on: one image with its boxes and per-box fields."""
+"""The unit the augmentation ops work on: one image with its boxes and per-box fields (keypoints included)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-BOX_FIELDS = ("labels", "weights", "difficult", "group_of")
+BOX_FIELDS = ("labels", "weights", "difficult", "group_of", "is_crowd", "area", "keypoints", "keypoint_visibilities",
+              "masks")
+KEYPOINTS = "keypoints"  # float32 [N, K, 2] normalized (y, x); NaN = not labelled / pruned (TF's convention)
+KEYPOINT_VISIBILITIES = "keypoint_visibilities"  # bool [N, K]
+MASKS = "masks"  # uint8 [N, H, W] 0/1 instance masks in the image frame (they move with the image)
 
 
 @dataclass
@@ -15,7 +20,8 @@ class Sample:
 
     image: [3, H, W] uint8 or float32 in [0, 255] (RGB).
     boxes: float32 [N, 4] normalized ymin, xmin, ymax, xmax.
-    fields: per-box tensors with first dim N (labels int64, weights float32, difficult/group_of bool).
+    fields: per-box tensors with first dim N (labels int64, weights float32, difficult/group_of bool,
+    keypoints float32 [N, K, 2] (y, x) with NaN where not labelled, keypoint_visibilities bool [N, K]).
     """
 
     image: torch.Tensor
@@ -33,6 +39,16 @@ class Sample:
     @property
     def labels(self) -> torch.Tensor:
         return self.fields["labels"]
+
+    @property
+    def keypoints(self) -> torch.Tensor | None:
+        return self.fields.get(KEYPOINTS)
+
+    def map_masks(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Apply the image's geometric transform ``fn`` ([C, H, W] -> [C, H', W']) to the masks too."""
+        m = self.fields.get(MASKS)
+        if m is not None:
+            self.fields[MASKS] = fn(m)
 
     def keep(self, index: torch.Tensor) -> None:
         """Keep the boxes selected by a bool mask or an index tensor (and their fields)."""
@@ -56,7 +72,7 @@ def make_sample(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
     fields = {"labels": labels.to(torch.int64).reshape(n)}
     fields["weights"] = (torch.ones(n) if weights is None else weights.to(torch.float32).reshape(n))
     for k, v in extra.items():
-        fields[k] = v.reshape(n)
+        fields[k] = v.reshape(n, *v.shape[1:]) if k in (KEYPOINTS, KEYPOINT_VISIBILITIES, MASKS) else v.reshape(n)
     return Sample(image, boxes, fields)
 
 
@@ -108,6 +124,41 @@ def clip_unit(boxes: torch.Tensor) -> torch.Tensor:
     return boxes.clamp(0.0, 1.0)
 
 
+# ---- keypoint ops (TF OD API core/keypoint_ops.py semantics, normalized [N, K, 2] (y, x)) ----
+
+def keypoints_change_frame(keypoints: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """keypoint_ops.change_coordinate_frame: express keypoints relative to window [ymin, xmin, ymax, xmax]."""
+    origin = torch.stack([window[0], window[1]])
+    size = torch.stack([window[2] - window[0], window[3] - window[1]])
+    return (keypoints - origin) / size
+
+
+def keypoints_prune_outside(keypoints: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """keypoint_ops.prune_outside_window: keypoints outside the window (bounds included) become NaN."""
+    y, x = keypoints[..., 0], keypoints[..., 1]
+    inside = (y >= window[0]) & (y <= window[2]) & (x >= window[1]) & (x <= window[3])
+    return torch.where(inside[..., None], keypoints, torch.full_like(keypoints, float("nan")))
+
+
+def permute_keypoints(s: Sample, permutation: tuple[int, ...] | None) -> torch.Tensor | None:
+    """Gather the keypoints (and their visibilities) by ``permutation`` along K; returns the keypoints."""
+    kp = s.keypoints
+    if kp is None or not permutation:
+        return kp
+    idx = torch.as_tensor(permutation, dtype=torch.long)
+    s.fields[KEYPOINTS] = kp[:, idx]
+    if KEYPOINT_VISIBILITIES in s.fields:
+        s.fields[KEYPOINT_VISIBILITIES] = s.fields[KEYPOINT_VISIBILITIES][:, idx]
+    return s.fields[KEYPOINTS]
+
+
+def reframe(s: Sample, window: torch.Tensor) -> None:
+    """Boxes and keypoints relative to window (the new image's extent in the old image's normalized frame)."""
+    s.boxes = change_coordinate_frame(s.boxes, window)
+    if s.keypoints is not None:
+        s.fields[KEYPOINTS] = keypoints_change_frame(s.keypoints, window)
+
+
 def crop_boxes(sample: Sample, window: torch.Tensor, overlap_thresh: float, clip_boxes: bool,
                prune_outside: bool = True) -> None:
     """TF _strict_random_crop_image box handling for a crop `window` (normalized, of the old image)."""
@@ -118,14 +169,22 @@ def crop_boxes(sample: Sample, window: torch.Tensor, overlap_thresh: float, clip
         keep &= ~outside_window(sample.boxes, window)
     keep &= ioa_in_window(sample.boxes, window) >= overlap_thresh
     sample.keep(keep)
-    boxes = change_coordinate_frame(sample.boxes, window)
-    sample.boxes = clip_unit(boxes) if clip_boxes else boxes
+    reframe(sample, window)
+    if clip_boxes:
+        sample.boxes = clip_unit(sample.boxes)
+        if sample.keypoints is not None:  # TF prunes keypoints (-> NaN, invisible) only with clip_boxes
+            sample.fields[KEYPOINTS] = keypoints_prune_outside(sample.keypoints, UNIT_WINDOW)
+
+
+UNIT_WINDOW = torch.tensor([0.0, 0.0, 1.0, 1.0])
 
 
 def prune_and_clip_unit(sample: Sample) -> None:
-    """prune_completely_outside_window([0,0,1,1]) + clip_to_window(filter_nonoverlapping=False)."""
+    """prune_completely_outside_window([0,0,1,1]) + clip_to_window(filter_nonoverlapping=False); keypoints
+    outside the unit window become NaN (keypoint_ops.prune_outside_window)."""
     if sample.boxes.shape[0] == 0:
         return
-    unit = torch.tensor([0.0, 0.0, 1.0, 1.0])
-    sample.keep(~outside_window(sample.boxes, unit))
+    sample.keep(~outside_window(sample.boxes, UNIT_WINDOW))
     sample.boxes = clip_unit(sample.boxes)
+    if sample.keypoints is not None:
+        sample.fields[KEYPOINTS] = keypoints_prune_outside(sample.keypoints, UNIT_WINDOW)

@@ -23,7 +23,8 @@ EXPAND13 = 14  # dict key for block_13_expand_relu
 
 class MobileNetV2Backbone(nn.Module):
     def __init__(self, depth_multiplier: float = 1.0, last_conv_depth: int | None = None,
-                 want_expand13: bool = False, explicit_padding: bool = False) -> None:
+                 want_expand13: bool = False, explicit_padding: bool = False,
+                 taps: dict[int, int] | None = None) -> None:
         super().__init__()
         net = torchvision.models.mobilenet_v2(weights=None, width_mult=depth_multiplier)
         features = net.features
@@ -35,11 +36,12 @@ class MobileNetV2Backbone(nn.Module):
         tf_same_padding(features, explicit_padding)
         self.features = features
         self.want_expand13 = want_expand13
-        self.out_channels = {2: features[3].out_channels, 3: features[6].out_channels,
-                             4: features[13].out_channels, 5: features[18][0].out_channels}
+        # feature index -> returned key; `taps` replaces the default (CenterNet's FPN taps block_9_add = 10)
+        self._levels = dict(taps) if taps is not None else {3: 2, 6: 3, 13: 4, 18: 5}
+        self.out_channels = {key: (features[i][0].out_channels if i == 18 else features[i].out_channels)
+                             for i, key in self._levels.items()}
         if want_expand13:
             self.out_channels[EXPAND13] = features[14].conv[0][0].out_channels
-        self._levels = {3: 2, 6: 3, 13: 4, 18: 5}
 
     def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         out: dict[int, torch.Tensor] = {}

@@ -10,6 +10,9 @@ dicts load by name, with the TF v1 layout applied by default (`variant="tf"`):
 - batch norm epsilon 1e-5 and decay 0.997 (TF `_LayersOverride` defaults; torch momentum 0.003).
 `variant="torchvision"` keeps torchvision's v1.5 network unchanged (explicit opt-in, e.g. to fine-tune from
 torchvision ImageNet weights with the exact network they were trained in).
+`variant="keras"` is `tf.keras.applications.ResNet50/101` as the TF OD API's CenterNet ResNet v1 FPN uses it:
+stride on the first 1x1 conv, a bias on every conv, symmetric zero padding (conv1 3 px, pool 1 px: torchvision's
+own), batch norm epsilon 1.001e-5 and Keras momentum 0.99.
 """
 
 from __future__ import annotations
@@ -21,16 +24,30 @@ from torch import nn
 from odkit.models.hyperparams import SameMaxPool2d
 
 DEPTHS = {50: torchvision.models.resnet50, 101: torchvision.models.resnet101, 152: torchvision.models.resnet152}
-VARIANTS = ("tf", "torchvision")
+VARIANTS = ("tf", "torchvision", "keras")
+KERAS_BATCH_NORM_EPSILON = 1.001e-5
 TF_BATCH_NORM_DECAY = 0.997
 TF_BATCH_NORM_EPSILON = 1e-5
 
 
-def _to_tf_v1(net: nn.Module) -> None:
+def _stride_on_first_conv(net: nn.Module) -> None:
     for layer in (net.layer2, net.layer3, net.layer4):
         first = layer[0]
         stride = first.conv2.stride
         first.conv1.stride, first.conv2.stride = stride, (1, 1)
+
+
+def _to_keras(net: nn.Module) -> None:
+    _stride_on_first_conv(net)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d) and m.bias is None:
+            m.bias = nn.Parameter(torch.zeros(m.out_channels))
+        elif isinstance(m, nn.BatchNorm2d):
+            m.eps, m.momentum = KERAS_BATCH_NORM_EPSILON, 0.01
+
+
+def _to_tf_v1(net: nn.Module) -> None:
+    _stride_on_first_conv(net)
     net.maxpool = SameMaxPool2d(3, 2)
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -47,6 +64,8 @@ class ResNetBackbone(nn.Module):
         net = DEPTHS[depth](weights=None)
         if variant == "tf":
             _to_tf_v1(net)
+        elif variant == "keras":
+            _to_keras(net)
         self.depth, self.variant = int(depth), variant
         # torchvision attribute names, so torchvision ImageNet state dicts load under the backbone prefix
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool

@@ -1,7 +1,7 @@
 // odkit serve web page: plain JS, no build step, no network beyond this server.
 "use strict";
 const PALETTE = [[230,25,75],[60,180,75],[255,225,25],[0,130,200],[245,130,48],[145,30,180],
-  [70,240,240],[240,50,230],[210,245,60],[250,190,190],[0,128,128],[170,110,40]];  // as odkit.inference.draw
+  [70,240,240],[240,50,230],[210,245,60],[250,190,190],[0,128,128],[170,110,40]];  // as odkit.drawing
 const $ = (id) => document.getElementById(id);
 const results = [];  // {card, frame, detections, info}
 let models = [];

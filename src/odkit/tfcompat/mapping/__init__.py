@@ -14,7 +14,7 @@ plan.load_into(model, ckpt)   # copy the mapped tensors (strict: refuses a parti
 One module per family, each with ``tf_maps(model, model_config, tf_names) -> [(odkit_name, tf_name,
 transform)]`` over full TF object paths (``model/_feature_extractor/...``): ``ssd.py`` (MobileNet v1/v2,
 FPN(-lite), ResNet v1 FPN; weight-shared and convolutional box predictors), ``efficientdet.py``,
-``faster_rcnn.py``; shared backbones in ``backbones.py``; array layouts in ``transforms.py``.
+``faster_rcnn.py``, ``center_net.py``; shared backbones in ``backbones.py``; array layouts in ``transforms.py``.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ __all__ = ["MappingPlan", "TensorMap", "Transform", "build_plan", "map_tf_variab
 
 
 def family_of(model_config) -> str:
-    """'ssd', 'efficientdet' or 'faster_rcnn' for a `model {}` config."""
+    """'ssd', 'efficientdet', 'faster_rcnn' or 'center_net' for a `model {}` config."""
     kind = model_config.WhichOneof("model")
     if kind == "ssd":
         return "efficientdet" if "efficientnet" in model_config.ssd.feature_extractor.type else "ssd"
     if kind == "faster_rcnn":
         return "faster_rcnn"
+    if kind == "center_net":
+        return "center_net"
     raise UnsupportedError(f"no TF checkpoint mapping for model type {kind or '(empty)'}", where="model")
 
 

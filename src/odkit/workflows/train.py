@@ -1,14 +1,24 @@
-"""`odkit.train(...)`: the Python entry point behind `odkit train` (model_main_tf2.py training mode)."""
+"""`odkit.train(...)`: the Python entry point behind `odkit train` (model_main_tf2.py training mode).
+
+Wires the libraries: the model builder and the input loader go to the training loop
+(odkit.training.trainer.Trainer), and, with ``eval_every_n``, each saved checkpoint is evaluated
+(odkit.workflows.evaluate) on the main process.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from odkit.builders.model_builder import build_model
+from odkit.config import load
 from odkit.errors import OdkitError
+from odkit.inputs.builder import build_input_loader
 from odkit.training.trainer import LoaderFn, ModelFn, Trainer, TrainOptions, TrainResult
+from odkit.workflows import evaluate as evaluate_workflow
+from odkit.workflows.config_check import require_supported
 
 
 def load_config(
@@ -17,24 +27,25 @@ def load_config(
     config_overrides: Sequence[str] = (),
 ) -> Any:
     """pipeline.config (+ --override K=V / --config_override TEXT) -> TrainEvalPipelineConfig."""
-    try:
-        from odkit.config import load
-    except ImportError as exc:
-        raise OdkitError(f"the config loader is not available in this odkit build ({exc})") from None
     return load(str(pipeline_config_path), overrides=tuple(overrides), config_overrides=tuple(config_overrides))
 
 
 def check_supported(config: Any, allow_unsupported: bool) -> None:
-    """Refuse configs that set fields odkit does not honour (odkit.config.require_supported)."""
-    try:
-        from odkit.config import require_supported
-    except ImportError as exc:
-        if allow_unsupported:
-            return
-        raise OdkitError(
-            f"cannot check the config for unsupported fields ({exc})", hint="pass --allow_unsupported"
-        ) from None
+    """Refuse configs that set fields odkit does not honour (odkit.workflows.config_check.require_supported)."""
     require_supported(config, allow_unsupported=allow_unsupported)
+
+
+def checkpoint_evaluator(config: Any, model_dir: Path, log: Callable[[str], None]) -> Callable[..., None]:
+    """``evaluate(ckpt, device)`` for --eval_every_n: evaluate_checkpoint, then one line with the first metrics.
+    The evaluator is looked up at call time (tests replace ``odkit.workflows.evaluate.evaluate_checkpoint``)."""
+
+    def evaluate(ckpt: Path, device: Any) -> None:
+        metrics = evaluate_workflow.evaluate_checkpoint(config, ckpt, model_dir, device=str(device))
+        if isinstance(metrics, dict):
+            shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            log("eval " + ckpt.name + ": " + ", ".join(f"{k} {v:.4f}" for k, v in list(shown.items())[:4]))
+
+    return evaluate
 
 
 def train(
@@ -93,4 +104,7 @@ def train(
         allow_download=allow_download,
         verbose=verbose,
     )
-    return Trainer(config, options, model_fn=model_fn, loader_fn=loader_fn).run()
+    trainer = Trainer(config, options, model_fn=model_fn or build_model, loader_fn=loader_fn or build_input_loader)
+    if eval_every_n > 0:
+        trainer.evaluate_fn = checkpoint_evaluator(config, Path(model_dir), trainer.log)
+    return trainer.run()

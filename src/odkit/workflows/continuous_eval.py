@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from odkit.checkpoints import list_checkpoints
 from odkit.errors import OdkitError
 
 
@@ -45,8 +46,6 @@ def run_continuous_eval(
     ``wait_interval`` seconds (``poll_interval`` when that is 0) until ``eval_timeout`` seconds pass
     without a new one.
     """
-    from odkit.checkpoints import list_checkpoints
-
     ckpt_dir = Path(checkpoint_dir)
     result = ContinuousEvalResult()
     if run_once:

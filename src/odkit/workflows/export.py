@@ -14,9 +14,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from odkit import __version__
+from google.protobuf import text_format
+from safetensors.torch import save_file
+
+from odkit.builders.model_builder import build_model
+from odkit.checkpoints import Checkpoint, load_weights, resolve_checkpoint, write_index
+from odkit.config import load, to_text
 from odkit.errors import ConfigError
-from odkit.export.exporter import DEFAULT_OPSET, FORMATS, ExportResult, export_model, write_label_map
+from odkit.evaluation.settings import eval_settings
+from odkit.export.exporter import (
+    DEFAULT_OPSET,
+    FORMATS,
+    ExportResult,
+    check_input_type,
+    check_opset,
+    export_model,
+    parse_formats,
+    write_label_map,
+)
+from odkit.export.resize import export_resizer
+from odkit.inputs.builder import resizer_for_model
+from odkit.protos import string_int_label_map_pb2
+from odkit.tfcompat import open_tf_checkpoint
+from odkit.tfcompat.restore import is_tf_checkpoint, read_tf_state_dict
+from odkit.version import __version__
+from odkit.workflows.config_check import require_supported
 
 
 def _stderr(msg: str) -> None:
@@ -25,10 +47,6 @@ def _stderr(msg: str) -> None:
 
 def read_label_map_classes(path: str, num_classes: int) -> list[dict[str, Any]]:
     """[{"id", "name", "display_name"}] for ids 1..num_classes from a label_map.pbtxt (generic names for gaps)."""
-    from google.protobuf import text_format
-
-    from odkit.protos import string_int_label_map_pb2
-
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -60,15 +78,11 @@ def _copy_checkpoint(src: Path | None, dest_root: Path, use_ema: bool, step: int
                      state: Any = None, source: str | None = None) -> None:
     """dest_root/checkpoint/ckpt-N/model.safetensors (the exported weights) + meta.json + index; the weights are
     copied from the odkit checkpoint ``src`` or, for a TF checkpoint, written from ``state``."""
-    from odkit.checkpoints import Checkpoint, write_index
-
     ckpt_dir = dest_root / "checkpoint" / f"ckpt-{step}"
     ckpt_dir.mkdir(parents=True)
     if src is not None:
         shutil.copyfile(src / ("ema.safetensors" if use_ema else "model.safetensors"), ckpt_dir / "model.safetensors")
     else:
-        from safetensors.torch import save_file
-
         save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(ckpt_dir / "model.safetensors"),
                   metadata={"format": "pt", "step": str(step)})
     meta = {"step": step, "odkit_version": __version__, "complete": True, "exported_from": source or str(src),
@@ -99,14 +113,6 @@ def export_from_config(
     log: Callable[[str], None] = _stderr,
 ) -> ExportResult:
     """Build the model from the config, load the checkpoint weights and write the export folder."""
-    from odkit.builders.model_builder import build_model
-    from odkit.checkpoints import Checkpoint, load_weights, resolve_checkpoint
-    from odkit.config import load, require_supported, to_text
-    from odkit.export.exporter import check_input_type, check_opset, parse_formats
-    from odkit.export.resize import export_resizer
-    from odkit.inputs.builder import resizer_for_model
-    from odkit.tfcompat.restore import is_tf_checkpoint
-
     check_input_type(input_type)
     formats = parse_formats(formats)
     check_opset(opset)
@@ -117,9 +123,6 @@ def export_from_config(
         raise ConfigError("model {} is empty", where=pipeline_config_path)
     tf_state = None
     if is_tf_checkpoint(trained_checkpoint_dir):
-        from odkit.tfcompat import open_tf_checkpoint
-        from odkit.tfcompat.restore import read_tf_state_dict
-
         if use_ema:
             raise ConfigError("--use_ema: a TF checkpoint holds no odkit moving-average weights",
                               where=trained_checkpoint_dir, hint="export without --use_ema")
@@ -160,6 +163,9 @@ def export_from_config(
                        "format": "odkit" if tf_state is None else "tensorflow"},
         "label_map_source": lm_path if classes is not None else None,
     }
+    edges = eval_settings(config.eval_config).keypoint_edges
+    if edges:  # predict draws them
+        info["keypoint_edges"] = [list(e) for e in edges]
     return export_model(
         model, resizer, output_directory, input_type=input_type, formats=formats, opset=opset, classes=classes,
         extra_files=extra_files, extra_info=info, verify=verify, log=log,

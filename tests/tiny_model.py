@@ -128,7 +128,7 @@ def export_untrained_demo_ssd(
     from odkit.builders.model_builder import build_model
     from odkit.checkpoints import save_checkpoint
     from odkit.config import load, save
-    from odkit.export.pipeline_export import export_from_config
+    from odkit.workflows.export import export_from_config
 
     out = Path(output_dir)
     work = out.with_name(f".{out.name}.work")

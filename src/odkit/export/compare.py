@@ -7,12 +7,18 @@ from collections.abc import Mapping
 import numpy as np
 
 
-def _dets(d: Mapping[str, np.ndarray], index: int, min_score: float) -> list[tuple[int, float, np.ndarray]]:
+def _dets(
+    d: Mapping[str, np.ndarray], index: int, min_score: float
+) -> list[tuple[int, float, np.ndarray, np.ndarray | None]]:
     n = int(np.asarray(d["num_detections"]).reshape(-1)[index])
     boxes = np.asarray(d["detection_boxes"])[index][:n]
     scores = np.asarray(d["detection_scores"])[index][:n]
     classes = np.asarray(d["detection_classes"])[index][:n]
-    return [(int(c), float(s), b) for b, s, c in zip(boxes, scores, classes) if s >= min_score]
+    masks = np.asarray(d["detection_masks"])[index][:n] if "detection_masks" in d else [None] * n
+    if "detection_keypoints" in d:  # keypoints compared like box coordinates (both normalized)
+        kps = np.asarray(d["detection_keypoints"])[index][:n].reshape(n, -1)
+        boxes = np.concatenate([boxes, kps], axis=1)
+    return [(int(c), float(s), b, m) for b, s, c, m in zip(boxes, scores, classes, masks) if s >= min_score]
 
 
 def detection_differences(
@@ -38,8 +44,12 @@ def match_detections(
     min_score: float = 0.3,
     box_tol: float = 1e-3,
     score_tol: float = 1e-3,
+    mask_tol: float = 2e-3,
 ) -> tuple[list[str], int, float]:
-    """(problems, number of expected detections compared, largest box difference among matched pairs)."""
+    """(problems, number of expected detections compared, largest box difference among matched pairs).
+
+    With `detection_masks` in both, a matched pair's per-box masks must also agree within mask_tol; with
+    `detection_keypoints` in both, their coordinates count as box coordinates (within box_tol)."""
     problems: list[str] = []
     compared, worst = 0, 0.0
     batch = np.asarray(expected["num_detections"]).reshape(-1).shape[0]
@@ -49,10 +59,16 @@ def match_detections(
     for i in range(batch):
         for name, a, b in (("expected", expected, actual), ("actual", actual, expected)):
             others = _dets(b, i, min_score - score_tol)
-            for cls, score, box in _dets(a, i, min_score + score_tol):
-                diffs = [float(np.abs(bx - box).max()) for c, s, bx in others
+            for cls, score, box, mask in _dets(a, i, min_score + score_tol):
+                cands = [(float(np.abs(bx - box).max()), m) for c, s, bx, m in others
                          if c == cls and abs(s - score) <= score_tol]
+                diffs = [d for d, _ in cands]
                 ok = bool(diffs) and min(diffs) <= box_tol
+                if ok and mask is not None:
+                    best = cands[int(np.argmin(diffs))][1]
+                    mask_diff = float(np.abs(best - mask).max()) if best is not None else float("inf")
+                    if mask_diff > mask_tol:
+                        problems.append(f"image {i}: detection class {cls} masks differ by {mask_diff:.3g}")
                 if name == "expected":
                     compared += 1
                     worst = max(worst, min(diffs)) if ok else worst
