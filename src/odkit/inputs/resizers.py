@@ -139,16 +139,23 @@ def to_grayscale3(images: torch.Tensor) -> torch.Tensor:
     return gray.expand(-1, 3, -1, -1).contiguous()
 
 
-def resize_to_range_size(height: int, width: int, min_dimension: int, max_dimension: int) -> tuple[int, int]:
-    """New (h, w) of TF preprocessor.resize_to_range (float32 maths, round half to even)."""
-    h, w = np.float32(height), np.float32(width)
-    large = np.float32(min_dimension) / np.minimum(h, w)
-    large_size = (int(np.round(h * large)), int(np.round(w * large)))
+def resize_to_range_hw(hw: torch.Tensor, min_dimension: int, max_dimension: int) -> torch.Tensor:
+    """New float32 (h, w) of TF preprocessor.resize_to_range for a float32 [2] (h, w): float32 maths, round half
+    to even, tensor ops only (the exported graph traces it for any input size: odkit.export.resize).
+
+    The scale is a float32 division, as TF's ``min_dimension / min(h, w)``: ``int / tensor`` would be computed as
+    ``int * reciprocal(tensor)`` by torch, which rounds differently (e.g. 300 / 120 -> 2.5000002)."""
+    large = torch.round(hw * (hw.new_full((), float(min_dimension)) / hw.min()))
     if not max_dimension:
-        return large_size
-    small = np.float32(max_dimension) / np.maximum(h, w)
-    small_size = (int(np.round(h * small)), int(np.round(w * small)))
-    return small_size if max(large_size) > max_dimension else large_size
+        return large
+    small = torch.round(hw * (hw.new_full((), float(max_dimension)) / hw.max()))
+    return torch.where(large.max() > max_dimension, small, large)
+
+
+def resize_to_range_size(height: int, width: int, min_dimension: int, max_dimension: int) -> tuple[int, int]:
+    """New (h, w) of TF preprocessor.resize_to_range (resize_to_range_hw on Python ints)."""
+    size = resize_to_range_hw(torch.tensor([height, width], dtype=torch.float32), min_dimension, max_dimension)
+    return int(size[0]), int(size[1])
 
 
 class ImageResizer(nn.Module):

@@ -119,16 +119,21 @@ class KeypointEstimationTask(CenterNetTask):
                             f"map names ids up to {max(self.keypoint_indices)}",
                             hint="set the input reader's num_keypoints to the records' keypoint count")
         h, w = context.out_height, context.out_width
-        kp, kp_w = kpt.select_task_keypoints(gt["keypoints"], gt["keypoint_visibilities"], gt["classes"],
-                                             gt["weights"], self.class_id, self.keypoint_indices, h, w)
+        # groundtruth is padded at the end (collate): work on the batch's largest box count only (one host
+        # sync; the dense heatmap holds boxes x keypoints maps, so padding would dominate its cost)
+        m = max(int(gt["num_boxes"].max()), 1) if "num_boxes" in gt else gt["boxes"].shape[1]
+        kp, kp_w = kpt.select_task_keypoints(gt["keypoints"][:, :m], gt["keypoint_visibilities"][:, :m],
+                                             gt["classes"][:, :m], gt["weights"][:, :m], self.class_id,
+                                             self.keypoint_indices, h, w)
+        boxes = gt["boxes"][:, :m]
         w_task = self.task_loss_weight
         return {
             self.keys[KEYPOINT_HEATMAP]: w_task * self.heatmap_weight * self._heatmap_loss(
-                predictions[self.keys[KEYPOINT_HEATMAP]].float(), kp, kp_w, gt["boxes"], context),
+                predictions[self.keys[KEYPOINT_HEATMAP]].float(), kp, kp_w, boxes, context),
             self.keys[KEYPOINT_OFFSET]: w_task * self.offset_weight * self._offset_loss(
                 predictions[self.keys[KEYPOINT_OFFSET]].float(), kp, kp_w, h, w),
             self.keys[KEYPOINT_REGRESSION]: w_task * self.regression_weight * self._regression_loss(
-                predictions[self.keys[KEYPOINT_REGRESSION]].float(), kp, kp_w, gt["boxes"], h, w),
+                predictions[self.keys[KEYPOINT_REGRESSION]].float(), kp, kp_w, boxes, h, w),
         }
 
     def _heatmap_loss(self, preds: Tensor, kp: Tensor, kp_w: Tensor, boxes: Tensor, context: LossContext) -> Tensor:

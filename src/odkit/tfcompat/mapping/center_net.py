@@ -1,6 +1,6 @@
 """TF OD API CenterNet (`CenterNetMetaArch`) object-based checkpoints -> odkit `CenterNetMetaArch`.
 
-Mapped (checked on TF-written checkpoints of `resnet_v1_50_fpn`, `resnet_v2_50` and `hourglass_10`, every
+Mapped (checked on TF-written checkpoints of `resnet_v1_50_fpn`, `resnet_v2_50`, `hourglass_10` and `hourglass_104`, every
 variable and shape, and the outputs: tests/test_tf_parity_center_net.py):
 - `resnet_v1_50_fpn` / `resnet_v1_101_fpn`: `model/_feature_extractor/_base_model/layer_with_weights-N` is
   `tf.keras.applications.ResNet50/101` (the `backbones.resnet_v1_keras_layers` order, every conv with a bias);
