@@ -13,6 +13,7 @@ import argparse
 from odkit.config.diff import Difference, diff
 from odkit.config.loader import load, load_text, load_with_notes, parse_text, save, to_text
 from odkit.config.overrides import apply_config_overrides, apply_override, apply_overrides
+from odkit.errors import ConfigError
 from odkit.protos import pipeline_pb2
 
 __all__ = [
@@ -34,8 +35,6 @@ __all__ = [
 def load_from_args(args: argparse.Namespace) -> pipeline_pb2.TrainEvalPipelineConfig:
     """Load from the flags of odkit.cli.common.add_config_flags (--pipeline_config_path, --override,
     --config_override)."""
-    from odkit.errors import ConfigError
-
     path = getattr(args, "pipeline_config_path", None)
     if not path:
         raise ConfigError("no pipeline config given", hint="pass --pipeline_config_path PATH")

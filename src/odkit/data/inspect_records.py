@@ -20,6 +20,7 @@ import numpy as np
 from odkit.data.example import DetectionExample, decode_detection_example
 from odkit.data.image_io import decode_image_pil
 from odkit.data.tfrecord import expand_paths, iter_records_with_location
+from odkit.drawing import draw_boxes, draw_keypoints
 from odkit.errors import DataError, OdkitError
 from odkit.fileio import atomic_write_bytes
 
@@ -165,31 +166,11 @@ def _keypoints_json(ex: DetectionExample) -> dict[str, Any]:
     }
 
 
-_COLORS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))
-
-
 def draw_example(ex: DetectionExample, names: dict[int, str] | None = None) -> Any:
     """A Pillow RGB image with the boxes and class names drawn (EXIF orientation not applied, like TF)."""
-    from PIL import ImageDraw
-
-    img = decode_image_pil(ex.image, where=ex.filename, exif=False)
-    d = ImageDraw.Draw(img)
-    w, h = img.size
-    for i, (box, lab) in enumerate(zip(ex.boxes.tolist(), ex.labels.tolist())):
-        if not all(np.isfinite(box)):
-            continue  # a corrupt box cannot be drawn
-        color = _COLORS[int(lab) % len(_COLORS)]
-        y0, x0, y1, x1 = box[0] * h, box[1] * w, box[2] * h, box[3] * w
-        d.rectangle([x0, y0, x1, y1], outline=color, width=max(1, round(min(w, h) / 150)))
-        text = ex.texts[i] if i < len(ex.texts) and ex.texts[i] else (names or {}).get(int(lab), str(lab))
-        tw = d.textlength(text)
-        ty = max(0.0, y0 - 12)
-        d.rectangle([x0, ty, x0 + tw + 4, ty + 12], fill=color)
-        d.text((x0 + 2, ty), text, fill=(0, 0, 0))
+    img = draw_boxes(decode_image_pil(ex.image, where=ex.filename, exif=False), ex.boxes, ex.labels.tolist(),
+                     class_names=names, labels=list(ex.texts))
     if ex.num_keypoints:
-        from odkit.drawing import draw_keypoints
-
         draw_keypoints(img, ex.keypoints, ex.keypoint_visibility > 0, ex.labels.tolist())
     return img
 

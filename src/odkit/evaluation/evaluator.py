@@ -18,6 +18,8 @@ import torch
 
 from odkit.evaluation.metrics import DetectionMetrics, keypoint_metric_specs
 from odkit.evaluation.settings import EvalSettings, eval_settings
+from odkit.evaluation.visualize import side_by_side
+from odkit.masks import reframe_box_masks_to_image_masks
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,6 @@ def gt_masks_to_original(masks: np.ndarray, true_hw: np.ndarray, original_hw: np
 def det_masks_to_original(box_masks: np.ndarray, boxes: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
     """Per-box mask probabilities [D, mh, mw] + boxes normalized to the true image -> uint8 [D, oh, ow] 0/1
     (TF eval_util: reframe_box_masks_to_image_masks, then > 0.5)."""
-    from odkit.core.masks import reframe_box_masks_to_image_masks
-
     full = reframe_box_masks_to_image_masks(box_masks.astype(np.float32), boxes, int(original_hw[0]),
                                             int(original_hw[1]))
     return (full > 0.5).astype(np.uint8)
@@ -95,8 +95,6 @@ def _as_corners(points: np.ndarray) -> np.ndarray:
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
                   eval_config: EvalSettings, keypoints: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    from odkit.evaluation.visualize import side_by_side
-
     return side_by_side(
         image_hwc, gt_boxes, gt_classes, det_boxes, det_scores, det_classes, names,
         min_score_threshold=eval_config.min_score_threshold,
@@ -152,7 +150,7 @@ def evaluate_model(
     loss_batches = 0
     with torch.no_grad():
         for batch in loader:
-            images = batch["images"].to(dev)
+            images = batch["images"].to(dev).contiguous()  # the loader batches channels-last; eval runs NCHW
             tis = batch["true_image_shapes"].to(dev)
             gt = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch["groundtruth"].items()}
             pred = model.predict(model.preprocess(images))

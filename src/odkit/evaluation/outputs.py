@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from odkit.evaluation.coco import COCO_METRIC_KEYS
+from odkit.evaluation.pr_curves import coco_pr_curves, plot_pr_curves
 from odkit.evaluation.settings import eval_settings
 from odkit.fileio import atomic_save, atomic_write_text
 
@@ -73,8 +74,6 @@ def write_eval_outputs(eval_dir: Path, step: int, metrics: Mapping[str, float], 
 
     acc = extras.accumulator
     if acc is not None:
-        from odkit.evaluation.pr_curves import coco_pr_curves, plot_pr_curves
-
         if acc.coco_result is not None:
             plot_pr_curves(coco_pr_curves(acc.coco_result), names, eval_dir / "pr_curves.png",
                            title=f"precision / recall at IoU 0.5 (COCO, step {step})")

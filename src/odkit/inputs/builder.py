@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader
 
 from odkit.config.tracking import refuse
+from odkit.data.label_map import load_label_map
 from odkit.errors import ConfigError, UnsupportedError
 from odkit.inputs.augment import build_augmenter
 from odkit.inputs.collate import Collator
@@ -22,6 +23,8 @@ from odkit.inputs.dataset import (
     raise_carried_error,
 )
 from odkit.inputs.resizers import ImageResizer, build_image_resizer
+from odkit.models.ssd_feature_extractors import ALIASES, SUPPORTED, normalized_to_pixels
+from odkit.protos import input_reader_pb2
 from odkit.runtime import plan_threads, worker_init
 
 
@@ -42,8 +45,6 @@ def resizer_for_model(model_config: Any) -> ImageResizer:
     arch = model_arch(model_config)
     pad_to_pixels = None
     if model_config.WhichOneof("model") == "ssd":
-        from odkit.models.ssd_feature_extractors import ALIASES, SUPPORTED, normalized_to_pixels
-
         fe_type = arch.feature_extractor.type
         if fe_type in SUPPORTED or fe_type in ALIASES:  # others are refused when the model is built
 
@@ -172,8 +173,6 @@ class InputLoader(DataLoader):
 
 def input_reader_mask_type(input_reader: Any) -> str:
     """The input reader's mask_type name (PNG_MASKS / NUMERICAL_MASKS; DEFAULT is TF's numerical)."""
-    from odkit.protos import input_reader_pb2
-
     name = input_reader_pb2.InstanceMaskType.Name(input_reader.mask_type)
     return "PNG_MASKS" if name == "PNG_MASKS" else "NUMERICAL_MASKS"
 
@@ -189,8 +188,6 @@ def build_dataset(input_reader: Any, model_config: Any, train_config: Any = None
 def dataset_from_spec(spec: InputSpec, seed: int = 0) -> DetectionDataset:
     label_map = None
     if spec.label_map_path:
-        from odkit.data.label_map import load_label_map
-
         label_map = load_label_map(spec.label_map_path)
     records = index_records(list(spec.input_paths), spec.sample_1_of_n)
     return DetectionDataset(records, spec.transform, label_map=label_map, use_display_name=spec.use_display_name,

@@ -14,8 +14,12 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from odkit import errors
+from odkit.data.example import decode_detection_example
+from odkit.data.image_io import decode_image
+from odkit.data.tfrecord import TFRecordReader, expand_paths, read_record
 from odkit.errors import DataError, OdkitError
 from odkit.inputs.augment import Augmenter, make_sample, to_uint8
+from odkit.inputs.augment.geometric import resize_masks
 from odkit.inputs.resizers import ImageResizer
 
 ERROR_KEY = "__odkit_error__"
@@ -38,8 +42,6 @@ class RecordRef:
 
 def index_records(input_paths: Sequence[str], sample_1_of_n: int = 1) -> list[RecordRef]:
     """(path, offset) of every record of the expanded input paths, in file order; keeps every n-th."""
-    from odkit.data.tfrecord import TFRecordReader, expand_paths
-
     if not input_paths:
         raise DataError("input reader has no tf_record_input_reader.input_path",
                         hint="set tf_record_input_reader { input_path: \"train.record-?????-of-000NN\" }")
@@ -149,8 +151,6 @@ class InputTransform:
 
 def _masks_out(masks: torch.Tensor, th: int, tw: int, out_h: int, out_w: int) -> torch.Tensor:
     """Masks resized to the image's resized size (nearest, as TF's resizers) and zero padded to the input."""
-    from odkit.inputs.augment.geometric import resize_masks
-
     m = resize_masks(masks, th, tw)
     if (th, tw) == (out_h, out_w):
         return m
@@ -182,10 +182,6 @@ class DetectionDataset(Dataset):
 
     def load(self, item: int | tuple[int, int]) -> dict[str, Any]:
         """One example dict; OdkitError on bad data."""
-        from odkit.data.example import decode_detection_example
-        from odkit.data.image_io import decode_image
-        from odkit.data.tfrecord import read_record
-
         idx, epoch = (item, 0) if isinstance(item, int) else item
         ref = self.records[idx]
         where = f"{os.path.basename(ref.path)}:offset {ref.offset}"

@@ -31,8 +31,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from odkit.checkpoints import safe_torch_load
+from odkit.checkpoints import read_state_dict, safe_torch_load
 from odkit.errors import ConfigError, OdkitError, UnsupportedError
+from odkit.models.base import restore_prefixes
+from odkit.tfcompat import open_tf_checkpoint
+from odkit.tfcompat.restore import check_full, is_tf_checkpoint, select_tf_tensors
 from odkit.training.settings import FineTuneSettings, TrainSettings, fine_tune_settings
 
 FINE_TUNE_REPORT = "fine_tune_report.json"  # in model_dir: the full lists behind the printed summary
@@ -139,8 +142,6 @@ def read_source_state_dict(path: str, allow_download: bool = False) -> dict[str,
             "with `odkit convert-checkpoint`",
         )
     if p.is_dir() or p.name == "checkpoint":
-        from odkit.checkpoints import read_state_dict
-
         return read_state_dict(p)
     if not p.is_file():
         raise OdkitError(
@@ -195,17 +196,6 @@ def _first_mismatch_error(name: str, have: tuple[int, ...], want: tuple[int, ...
     )
 
 
-def _feature_extractor_prefixes(model: nn.Module) -> tuple[str, ...]:
-    prefixes = tuple(getattr(model, "feature_extractor_param_prefixes", ()) or ())
-    if not prefixes:
-        raise UnsupportedError(
-            "this model does not name its feature extractor, so a detection checkpoint cannot be restored",
-            where="train_config.fine_tune_checkpoint_type",
-            hint="use full or classification",
-        )
-    return prefixes
-
-
 def load_fine_tune(
     model: nn.Module,
     source: Mapping[str, torch.Tensor],
@@ -217,18 +207,12 @@ def load_fine_tune(
     target = model.state_dict()
     strict_shapes = kind in ("full", "detection") and not load_all
     if kind == "classification":
-        prefixes = tuple(getattr(model, "backbone_param_prefixes", ()) or ())
-        if not prefixes:
-            raise UnsupportedError(
-                "this model does not name its backbone, so a classification checkpoint cannot be mapped",
-                where="train_config.fine_tune_checkpoint_type",
-                hint="use detection or full",
-            )
+        prefixes = restore_prefixes(model, "classification")
         names = [k for k in target if k.startswith(prefixes)]
         scope = "backbone: " + ", ".join(p.rstrip(".") for p in prefixes)
     elif kind == "detection" and not load_all:
         prefixes = ()
-        fe = _feature_extractor_prefixes(model)
+        fe = restore_prefixes(model, "detection")
         names = [k for k in target if k.startswith(fe)]
         scope = "feature extractor: " + ", ".join(p.rstrip(".") for p in fe)
     else:
@@ -280,9 +264,6 @@ def load_tf_fine_tune(
     model: nn.Module, model_config: Any, path: str, kind: str, load_all: bool = False
 ) -> FineTuneReport:
     """Restore a TF2 object-based checkpoint with the TF OD API's semantics (odkit.tfcompat.restore)."""
-    from odkit.tfcompat import open_tf_checkpoint
-    from odkit.tfcompat.restore import check_full, select_tf_tensors
-
     ckpt = open_tf_checkpoint(path)
     where = str(ckpt.prefix)
     sel = select_tf_tensors(model, model_config, ckpt, kind, load_all=load_all)
@@ -296,7 +277,7 @@ def load_tf_fine_tune(
             hint="use the pipeline.config the checkpoint was trained with",
         )
     if kind == "detection" and not load_all:
-        fe = _feature_extractor_prefixes(model)
+        fe = restore_prefixes(model, "detection")
         gaps = [k for k in sel.fresh if k.startswith(fe)]
         if gaps:  # TF: assert_existing_objects_matched
             raise OdkitError(
@@ -340,8 +321,6 @@ def apply_fine_tune(
     if not path:
         return None
     kind, load_all = settings.kind, settings.load_all
-    from odkit.tfcompat.restore import is_tf_checkpoint
-
     if is_tf_checkpoint(path):
         _check_checkpoint_version(settings, path)
         if model_config is None:
