@@ -371,3 +371,27 @@ def _get(config: Any, path: str) -> Any:
 
 def test_load_text_helper_still_works() -> None:
     assert load_text("", "e").ListFields() == []
+
+
+# ---- odkit config explain -------------------------------------------------------------------------------
+
+
+def test_explain_names_the_reading_code_default_and_doc(capsys: pytest.CaptureFixture[str]) -> None:
+    from odkit.cli import main
+    from odkit.errors import ConfigError
+    from odkit.workflows.config_explain import explain
+
+    e = explain("model.ssd.feature_extractor.fpn.min_level")
+    assert e.verdict == "honoured" and e.default == "3"
+    assert e.readers and e.readers[0].startswith("src/odkit/builders/") and ".py:" in e.readers[0]
+    assert "minimum level" in e.doc and e.proto.startswith("src/odkit/protos/fpn.proto:")
+    frcnn = explain("model.faster_rcnn.first_stage_max_proposals")  # built from the built-in Faster R-CNN
+    assert any("faster_rcnn_builder.py" in r for r in frcnn.readers)
+    assert explain("train_config.sync_replicas").verdict == "accepted"
+    assert explain("eval_config.eval_master").verdict == "not read"
+    assert explain("eval_input_reader.label_map_path").path == "eval_input_reader[0].label_map_path"
+    with pytest.raises(ConfigError, match="Ssd has no field 'min_levl'"):
+        explain("model.ssd.min_levl")
+    assert main(["config", "explain", "train_config.batch_size"]) == 0
+    out = capsys.readouterr().out
+    assert "read by:" in out and "settings.py" in out

@@ -5,6 +5,7 @@ validate PATH...      parse each file (exit 0 when all parse, 2 otherwise)
 show PATH             canonical text after --override / --config_override
 diff A B              field-level differences as dotted paths (exit 0 same, 1 different)
 check PATH [--json]   set fields odkit refuses or does not read (exit 0 none, 3 some, 2 config errors)
+explain FIELD         the code that reads a field (file:line), its default and documentation
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     c.add_argument("path", metavar="PATH")
     c.add_argument("--json", action="store_true", help='print {"unsupported": [{"path", "value", "reason"}]}')
     add_override_flags(c)
+
+    e = sub.add_parser("explain", help="who reads a config field (file:line), its default and its documentation")
+    e.add_argument("field", metavar="FIELD", help="dotted path, e.g. model.ssd.feature_extractor.fpn.min_level")
+    e.add_argument("--config", default=None, metavar="PATH",
+                   help="a pipeline.config to build (default: a built-in one for the field's model type)")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -113,6 +119,14 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_UNSUPPORTED if problems else 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from odkit.workflows.config_explain import explain
+
+    for line in explain(args.field, args.config).lines():
+        print(line)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    actions = {"validate": _validate, "show": _show, "diff": _diff, "check": _check}
+    actions = {"validate": _validate, "show": _show, "diff": _diff, "check": _check, "explain": _explain}
     return actions[args.action](args)

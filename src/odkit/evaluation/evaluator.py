@@ -150,7 +150,7 @@ def evaluate_model(
     loss_batches = 0
     with torch.no_grad():
         for batch in loader:
-            images = batch["images"].to(dev)
+            images = batch["images"].to(dev).contiguous()  # the loader batches channels-last; eval runs NCHW
             tis = batch["true_image_shapes"].to(dev)
             gt = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch["groundtruth"].items()}
             pred = model.predict(model.preprocess(images))

@@ -1,6 +1,7 @@
 """TF OD API CenterNet (`CenterNetMetaArch`) object-based checkpoints -> odkit `CenterNetMetaArch`.
 
-Mapped (checked on TF-written checkpoints of `resnet_v1_50_fpn`, `resnet_v2_50`, `hourglass_10` and `hourglass_104`, every
+Mapped (checked on TF-written checkpoints of `resnet_v1_50_fpn`, `resnet_v2_50`, `hourglass_10`, `hourglass_104` and
+`mobilenet_v2_fpn_sep_conv` (depth_multiplier 0.5, bilinear), every
 variable and shape, and the outputs: tests/test_tf_parity_center_net.py):
 - `resnet_v1_50_fpn` / `resnet_v1_101_fpn`: `model/_feature_extractor/_base_model/layer_with_weights-N` is
   `tf.keras.applications.ResNet50/101` (the `backbones.resnet_v1_keras_layers` order, every conv with a bias);
@@ -14,10 +15,14 @@ variable and shape, and the outputs: tests/test_tf_parity_center_net.py):
   which odkit's module names mirror.
 - heads: `model/_prediction_head_dict/<name with "/" written ".S">/<output i>/layer_with_weights-J`, J counting
   the convs of `make_prediction_net` (3x3 convs, then the 1x1 output conv).
-`mobilenet_v2_fpn*` raises NotImplementedError (no TF-written checkpoint checked for it yet).
+- `mobilenet_v2_fpn*`: `_base_model` is the TF OD API Keras MobileNet v2 (weighted layers in network order, as
+  the SSD mapping), `_feature_extractor_model` K = 1.. as for the ResNet v1 FPN (SeparableConv2D with
+  use_separable_conv).
 """
 
 from __future__ import annotations
+
+import torch
 
 from odkit.tfcompat.mapping.backbones import BN_LEAVES, resnet_v1_keras_layers
 from odkit.tfcompat.mapping.transforms import conv_kernel, depthwise_kernel, identity
@@ -80,6 +85,7 @@ def tf_maps(model, model_config, tf_names: set[str]) -> list[tuple[str, str, obj
     from odkit.models.center_net import OBJECT_CENTER, module_key
     from odkit.models.center_net_feature_extractors import (
         HourglassExtractor,
+        MobileNetV2FpnExtractor,
         ResNetV1FpnExtractor,
         ResNetV2Extractor,
     )
@@ -91,6 +97,8 @@ def tf_maps(model, model_config, tf_names: set[str]) -> list[tuple[str, str, obj
         maps = _resnet_v2_maps(fe)
     elif isinstance(fe, HourglassExtractor):
         maps = _hourglass_maps(fe)
+    elif isinstance(fe, MobileNetV2FpnExtractor):
+        maps = _mobilenet_v2_fpn_maps(fe, tf_names)
     else:
         raise NotImplementedError(f"no TF mapping for the CenterNet feature extractor {type(fe).__name__} yet")
     heads = [("center_heads", OBJECT_CENTER, model.center_heads)]
@@ -123,8 +131,6 @@ def _resnet_v2_keras_layers(backbone) -> list[tuple[str, str]]:
 
 
 def _resnet_v2_maps(fe) -> list[tuple[str, str, object]]:
-    import torch
-
     from odkit.tfcompat.mapping.transforms import conv_transpose_kernel
 
     maps: list[tuple[str, str, object]] = []
@@ -152,8 +158,6 @@ def _resnet_v2_maps(fe) -> list[tuple[str, str, object]]:
 
 def _hourglass_maps(fe) -> list[tuple[str, str, object]]:
     """Subclassed Keras layers: checkpoint paths follow the attribute names (lists index by position)."""
-    import torch
-
     maps: list[tuple[str, str, object]] = []
     for path, module in fe.network.named_modules():
         if not isinstance(module, (torch.nn.Conv2d, torch.nn.BatchNorm2d)):
@@ -163,4 +167,27 @@ def _hourglass_maps(fe) -> list[tuple[str, str, object]]:
         tf = f"{FE}/_network/" + tf.replace(".", "/")
         odkit = f"feature_extractor.network.{path}"
         maps += _conv(odkit, tf, bias=False) if isinstance(module, torch.nn.Conv2d) else _bn(odkit, tf)
+    return maps
+
+
+def _mobilenet_v2_fpn_maps(fe, tf_names: set[str]) -> list[tuple[str, str, object]]:
+    """TF OD API Keras MobileNet v2 (`_base_model`, weighted layers in network order, as the SSD mapping) and the
+    FPN layers of `_feature_extractor_model` (K = 0 is the MobileNet tap model): 1 = 1x1 conv on out_relu, then
+    per level lateral 1x1 conv, 3x3 conv (SeparableConv2D with use_separable_conv), batch norm."""
+    from odkit.tfcompat.mapping.ssd import sequential_backbone_maps
+
+    maps = list(sequential_backbone_maps(fe.backbone, "feature_extractor.backbone.", f"{FE}/_base_model", tf_names))
+    top = f"{FE}/_feature_extractor_model"
+    maps += _conv("feature_extractor.top", f"{top}/layer_with_weights-1")
+    for i in range(3):
+        k = 2 + 3 * i
+        maps += _conv(f"feature_extractor.lateral.{i}", f"{top}/layer_with_weights-{k}")
+        conv, tf = fe.smooth[i][0], f"{top}/layer_with_weights-{k + 1}"
+        if isinstance(conv, torch.nn.Sequential):  # KerasSeparableConv
+            maps += [(f"feature_extractor.smooth.{i}.0.0.weight", f"{tf}/depthwise_kernel", depthwise_kernel),
+                     (f"feature_extractor.smooth.{i}.0.1.weight", f"{tf}/pointwise_kernel", conv_kernel),
+                     (f"feature_extractor.smooth.{i}.0.1.bias", f"{tf}/bias", identity)]
+        else:
+            maps += _conv(f"feature_extractor.smooth.{i}.0", tf)
+        maps += _bn(f"feature_extractor.smooth.{i}.1", f"{top}/layer_with_weights-{k + 2}")
     return maps
