@@ -170,7 +170,7 @@ def test_read_places_are_recorded() -> None:
     with without_weights():
         build_model(view.model, is_training=True)
     places = log.reads["model.ssd.feature_extractor.fpn.min_level"]
-    assert any("builders/" in p for p in places), places
+    assert [p.split("/src/")[-1].split(":")[0] for p in places] == ["odkit/config/validate.py"], places  # one reader
 
 
 # ---- every honoured scalar changes what is built ------------------------------------------------------
@@ -383,7 +383,8 @@ def test_explain_names_the_reading_code_default_and_doc(capsys: pytest.CaptureFi
 
     e = explain("model.ssd.feature_extractor.fpn.min_level")
     assert e.verdict == "honoured" and e.default == "3"
-    assert e.readers and e.readers[0].startswith("src/odkit/builders/") and ".py:" in e.readers[0]
+    assert len(e.readers) == 1 and e.readers[0].startswith("src/odkit/config/validate.py:")
+    assert e.readers[0].endswith("(pyramid_levels)")
     assert "minimum level" in e.doc and e.proto.startswith("src/odkit/protos/fpn.proto:")
     frcnn = explain("model.faster_rcnn.first_stage_max_proposals")  # built from the built-in Faster R-CNN
     assert any("faster_rcnn_builder.py" in r for r in frcnn.readers)
@@ -395,3 +396,65 @@ def test_explain_names_the_reading_code_default_and_doc(capsys: pytest.CaptureFi
     assert main(["config", "explain", "train_config.batch_size"]) == 0
     out = capsys.readouterr().out
     assert "read by:" in out and "settings.py" in out
+
+
+# ---- validation at the boundary (issue 17 item 2) -------------------------------------------------------
+
+
+def _demo_text(old: str, new: str, count: int = 1) -> str:
+    text = DEMO.read_text()
+    assert old in text
+    return text.replace(old, new, count)
+
+
+@pytest.mark.parametrize("old,new,where,message", [
+    # the FPN block is the second "min_level: 3" (the first is the anchor generator's): change both
+    ("min_level: 3", "min_level: 1", "model.ssd.feature_extractor.fpn.min_level", "below level 2"),
+    ("min_level: 3", "min_level: 6", "model.ssd.feature_extractor.fpn.min_level", "outside the backbone's levels 2..5"),
+])
+def test_pyramid_levels_outside_the_backbone_are_one_line_errors(tmp_path: Path, old: str, new: str, where: str,
+                                                                  message: str) -> None:
+    from odkit.errors import ConfigError
+
+    path = tmp_path / "p.config"
+    path.write_text(_demo_text(old, new, 2))
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    line = info.value.one_line()
+    assert line.startswith(f"{path}:81:9: ") and message in line and where in line, line
+
+
+def test_anchor_levels_must_match_the_predictor_outputs(tmp_path: Path) -> None:
+    from odkit.errors import ConfigError
+
+    path = tmp_path / "p.config"
+    path.write_text(_demo_text("max_level: 6", "max_level: 7"))  # the anchor generator's (first) max_level
+    with pytest.raises(ConfigError, match=r"p.config:36:9: anchor levels 3..7 differ from the feature pyramid's "
+                                          r"levels 3..6"):
+        load(path)
+    mobilenet = load(REPO / "src" / "odkit" / "configs" / "ssd_mobilenet_v2_fpnlite_320x320_pets.config")
+    mobilenet.model.ssd.feature_extractor.type = "ssd_mobilenet_v2_keras"
+    mobilenet.model.ssd.feature_extractor.ClearField("fpn")
+    mobilenet.model.ssd.anchor_generator.ssd_anchor_generator.num_layers = 5  # the extractor makes 6 maps
+    from odkit.config.validate import problems
+
+    [(path_parts, message)] = list(problems(mobilenet))
+    assert ".".join(path_parts) == "model.ssd.anchor_generator.ssd_anchor_generator.num_layers"
+    assert "num_layers 5 differs from the 6 feature maps" in message
+
+
+def test_pyramid_levels_are_read_in_one_place_with_tf_defaults() -> None:
+    """The fpn block's levels (proto defaults 3..7 when the block is set, as TF); without a block the
+    extractor's TF defaults: 3..7 for SSD, 2..6 for Faster R-CNN."""
+    from odkit.config.validate import pyramid_levels
+    from odkit.protos import faster_rcnn_pb2, ssd_pb2
+
+    fe = faster_rcnn_pb2.FasterRcnnFeatureExtractor(type="faster_rcnn_resnet50_fpn_keras")
+    assert pyramid_levels(fe, "faster_rcnn") == (2, 6)
+    fe.fpn.SetInParent()
+    assert pyramid_levels(fe, "faster_rcnn") == (3, 7)  # TF: fpn.min_level / max_level proto defaults
+    fe.fpn.min_level = 2
+    assert pyramid_levels(fe, "faster_rcnn") == (2, 7)
+    ssd = ssd_pb2.SsdFeatureExtractor(type="ssd_mobilenet_v2_fpn_keras")
+    assert pyramid_levels(ssd, "ssd") == (3, 7)
+    assert pyramid_levels(ssd_pb2.SsdFeatureExtractor(type="ssd_mobilenet_v2_keras"), "ssd") is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 from odkit.builders import anchor_generator_builder, losses_builder, post_processing_builder
 from odkit.builders.hyperparams_builder import build_conv_hyperparams
 from odkit.builders.input_size import fixed_input_size
+from odkit.config.validate import FPN_EXTRACTOR_DEFAULT_LEVELS, pyramid_levels
 from odkit.errors import UnsupportedError
 from odkit.models.faster_rcnn import FasterRcnnConfig, FasterRCNNMetaArch
 from odkit.models.faster_rcnn_feature_extractors import (
@@ -83,9 +84,10 @@ def _pooled_size(frcnn) -> int:
     return (size - k) // st + 1 if k > 0 and st > 0 else size
 
 
-def _fpn_levels(fpn) -> tuple[int, int]:
-    """(min_level, max_level) of the FPN (TF's Faster R-CNN defaults 2 and 6)."""
-    return (fpn.min_level if fpn.HasField("min_level") else 2, fpn.max_level if fpn.HasField("max_level") else 6)
+def _fpn_levels(feature_extractor) -> tuple[int, int]:
+    """(min_level, max_level) of the FPN: odkit.config.validate.pyramid_levels, the one reader of fpn.min_level
+    (the fpn block's levels as TF, else TF's Faster R-CNN FPN extractor defaults 2 and 6)."""
+    return pyramid_levels(feature_extractor, "faster_rcnn") or FPN_EXTRACTOR_DEFAULT_LEVELS["faster_rcnn"]
 
 
 def _feature_extractor(frcnn, is_training: bool):
@@ -127,7 +129,7 @@ def _feature_extractor(frcnn, is_training: bool):
             f"{fe.type} needs conv_hyperparams (FPN layers)", where=f"{where}.conv_hyperparams"
         )
     fpn = fe.fpn
-    min_level, max_level = _fpn_levels(fpn)
+    min_level, max_level = _fpn_levels(fe)
     if not 2 <= min_level <= 5 or max_level < min_level:
         raise UnsupportedError(
             f"fpn levels {min_level}..{max_level} are not supported",
@@ -192,7 +194,7 @@ def _anchor_generator(frcnn):
         )
     anchor_generator = anchor_generator_builder.build(frcnn.first_stage_anchor_generator, where)
     if multi_level:
-        levels = _fpn_levels(frcnn.feature_extractor.fpn)
+        levels = _fpn_levels(frcnn.feature_extractor)
         ms = frcnn.first_stage_anchor_generator.multiscale_anchor_generator
         if (ms.min_level, ms.max_level) != levels:
             raise UnsupportedError(
