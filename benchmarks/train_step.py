@@ -5,6 +5,10 @@ Pairs (same input size, batch and random boxes):
   retinanet_640          torchvision retinanet_resnet50_fpn (weights=None, weights_backbone=None), 640x640
   ssd_mnv2_fpnlite_320   odkit SSD MobileNet v2 FPN-lite 320 (TF2 zoo config)
   ssdlite320             torchvision ssdlite320_mobilenet_v3_large (weights=None, weights_backbone=None)
+  centernet_r50fpn_512   odkit CenterNet ResNet50 v1 FPN 512 (the TF2 zoo centernet_resnet101_v1_fpn_512x512 config
+                         with feature_extractor.type resnet_v1_50_fpn, written to a temporary file)
+  keypointrcnn_512       torchvision keypointrcnn_resnet50_fpn (weights=None, weights_backbone=None; 17 random
+                         keypoints per box), 512x512: the closest torchvision model to a CenterNet
 
 and, for each odkit config, the TF OD API's own training step (`tfod:<case>`): `model_lib_v2.eager_train_step`
 in a tf.function with the config's optimizer, run by ../shared/tools/tfod_reference/time_tfod_train_step.py in
@@ -36,11 +40,33 @@ CONFIGS = {
     "ssd_resnet50_fpn_640": SHARED / "compat/tfod_configs/pets_ssd_resnet50_v1_fpn_640x640.config",
     "ssd_mnv2_fpnlite_320": SHARED / "compat/tfod_configs/ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8.config",
 }
-PAIRS = [("ssd_resnet50_fpn_640", "retinanet_640"), ("ssd_mnv2_fpnlite_320", "ssdlite320")]
-SIZES = {"ssd_resnet50_fpn_640": 640, "retinanet_640": 640, "ssd_mnv2_fpnlite_320": 320, "ssdlite320": 320}
-NUM_CLASSES = {"ssd_resnet50_fpn_640": 37, "retinanet_640": 37, "ssd_mnv2_fpnlite_320": 90, "ssdlite320": 90}
-DEFAULT_BATCH = {"ssd_resnet50_fpn_640": 2, "retinanet_640": 2, "ssd_mnv2_fpnlite_320": 8, "ssdlite320": 8}
+PAIRS = [("ssd_resnet50_fpn_640", "retinanet_640"), ("ssd_mnv2_fpnlite_320", "ssdlite320"),
+         ("centernet_r50fpn_512", "keypointrcnn_512")]
+SIZES = {"ssd_resnet50_fpn_640": 640, "retinanet_640": 640, "ssd_mnv2_fpnlite_320": 320, "ssdlite320": 320,
+         "centernet_r50fpn_512": 512, "keypointrcnn_512": 512}
+NUM_CLASSES = {"ssd_resnet50_fpn_640": 37, "retinanet_640": 37, "ssd_mnv2_fpnlite_320": 90, "ssdlite320": 90,
+               "centernet_r50fpn_512": 90, "keypointrcnn_512": 90}
+DEFAULT_BATCH = {"ssd_resnet50_fpn_640": 2, "retinanet_640": 2, "ssd_mnv2_fpnlite_320": 8, "ssdlite320": 8,
+                 "centernet_r50fpn_512": 2, "keypointrcnn_512": 2}
+# configs derived from a shared zoo config by text substitution (written next to the run, see _config_path)
+DERIVED = {"centernet_r50fpn_512": (SHARED / "compat/tfod_configs/centernet_resnet101_v1_fpn_512x512_coco17_tpu-8.config",
+                                    'type: "resnet_v2_101"', 'type: "resnet_v1_50_fpn"')}
 TFOD_TOOL = SHARED / "tools/tfod_reference/time_tfod_train_step.py"
+
+
+def _config_path(case: str) -> Path:
+    """CONFIGS[case], or the DERIVED config written to a temporary folder (same text for odkit and TF)."""
+    if case in CONFIGS:
+        return CONFIGS[case]
+    import tempfile
+
+    source, old, new = DERIVED[case]
+    text = source.read_text()
+    if old not in text:
+        raise SystemExit(f"{source}: expected {old!r} to derive {case}")
+    path = Path(tempfile.gettempdir()) / f"odkit_bench_{case}.config"
+    path.write_text(text.replace(old, new))
+    return path
 
 
 def run_tfod(case: str, batch: int, steps: int, warmup: int, threads: int) -> dict | str:
@@ -58,7 +84,7 @@ def run_tfod(case: str, batch: int, steps: int, warmup: int, threads: int) -> di
     # a small wrapper process reports the TF process's own peak RSS (RUSAGE_CHILDREN of a fresh parent)
     wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
                "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
-    cmd = [sys.executable, "-c", wrapper, str(py), str(TFOD_TOOL), str(CONFIGS[case]), str(batch),
+    cmd = [sys.executable, "-c", wrapper, str(py), str(TFOD_TOOL), str(_config_path(case)), str(batch),
            "--warmup", str(max(1, warmup)), "--steps", str(steps)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
@@ -91,7 +117,7 @@ def _odkit_step_fn(case: str, device, batch: int, torch, precision: str = "fp32"
     from odkit.protos import pipeline_pb2
     from odkit.training.optimizers import build_optimizer
 
-    cfg = text_format.Parse(CONFIGS[case].read_text(), pipeline_pb2.TrainEvalPipelineConfig())
+    cfg = text_format.Parse(_config_path(case).read_text(), pipeline_pb2.TrainEvalPipelineConfig())
     model = build_model(cfg.model, True).to(device)
     model = model.to(memory_format=torch.channels_last)  # as odkit's trainer does on CPU and GPU
     size = SIZES[case]
@@ -127,6 +153,9 @@ def _torchvision_step_fn(case: str, device, batch: int, torch, precision: str = 
     if case == "retinanet_640":
         model = torchvision.models.detection.retinanet_resnet50_fpn(
             weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1, min_size=size, max_size=size)
+    elif case == "keypointrcnn_512":
+        model = torchvision.models.detection.keypointrcnn_resnet50_fpn(
+            weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1, min_size=size, max_size=size)
     else:
         model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
             weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1)
@@ -137,6 +166,12 @@ def _torchvision_step_fn(case: str, device, batch: int, torch, precision: str = 
     targets = [{"boxes": boxes[i].to(device),
                 "labels": torch.randint(1, NUM_CLASSES[case] + 1, (4,), generator=gen).to(device)}
                for i in range(batch)]
+    if case == "keypointrcnn_512":  # 17 visible keypoints inside each box
+        for t in targets:
+            b = t["boxes"].cpu()
+            u = torch.rand(4, 17, 2, generator=gen)
+            xy = b[:, None, :2] + u * (b[:, None, 2:] - b[:, None, :2])
+            t["keypoints"] = torch.cat([xy, torch.ones(4, 17, 1)], dim=-1).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     if compile:  # torchvision's detection models are not compile-friendly end to end: compile the backbone+FPN
         model.backbone = torch.compile(model.backbone)
@@ -162,7 +197,7 @@ def run_case(case: str, device_name: str, batch: int, steps: int, warmup: int, t
     torch.set_num_threads(threads or available_cores())  # the same for odkit and its peers
     device = torch.device(device_name)
     torch.manual_seed(0)
-    make = _odkit_step_fn if case.startswith("ssd_") else _torchvision_step_fn
+    make = _odkit_step_fn if case in CONFIGS or case in DERIVED else _torchvision_step_fn
     model, step = make(case, device, batch, torch, precision, compile)
     params = sum(p.numel() for p in model.parameters())
     for _ in range(warmup):
@@ -222,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
         show(json.loads(out.stdout.strip().splitlines()[-1]))
-        if case in CONFIGS and not args.no_tfod and args.device == "cpu":
+        if (case in CONFIGS or case in DERIVED) and not args.no_tfod and args.device == "cpu":
             r = run_tfod(case, batch, args.steps, args.warmup, args.threads)
             if isinstance(r, str):
                 print(f"{'tfod:' + case:28s} {r}", flush=True)

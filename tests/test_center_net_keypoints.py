@@ -199,6 +199,96 @@ def test_refine_keypoints_equals_tf(tmp_path, mode) -> None:
     assert (ks == 0.1).any() and (ks != 0.1).any()  # both snapped and unmatched keypoints occur
 
 
+# TF OD API prediction_tensors_to_keypoint_candidates (max pool 3, 5 candidates, threshold 0.5) on the
+# heatmap / offsets of test_keypoint_candidates_equal_tf (TF 2, measured once)
+TF_CANDIDATES = json.loads(
+    '{"per_kp":[[[[[1.9624,3.0458],[-0.9495,5.6739],[5.9865,2.6303]],[[0.7319,0.5864],[4.88,5.5482],[1.9669,5'
+    '.9807]],[[6.9453,3.8432],[1.8226,3.6956],[5.2816,1.3327]],[[3.4987,4.1803],[3.6825,1.6363],[2.7256,1.117'
+    ']],[[2.6288,-0.0293],[6.8294,-0.8452],[5.6056,8.1193]]],[[[5.685,3.2406],[3.9646,2.2276],[4.637,1.6423]]'
+    ',[[4.8401,4.9701],[6.4579,4.6704],[1.1101,7.5796]],[[0.7934,4.9002],[5.9957,5.9801],[3.5276,-0.0245]],[['
+    '-0.9759,1.6649],[5.4407,6.8247],[0.9071,4.113]],[[3.0342,3.5181],[0.3943,0.1456],[5.6427,6.0663]]]],[[[0'
+    '.9279,0.9955,0.9716],[0.9172,0.9804,0.9678],[0.9134,0.9787,0.9509],[0.9092,0.9671,0.9039],[0.8741,0.9614'
+    ',0.8782]],[[0.9954,0.9968,0.9929],[0.9879,0.9416,0.9448],[0.9601,0.915,0.9064],[0.9383,0.9144,0.8929],[0'
+    '.8839,0.8826,0.8605]]],[[5,5,5],[5,5,5]]],"shared":[[[[[1.9624,3.0458],[0.4027,5.2319],[5.555,2.8191]],['
+    '[0.7319,0.5864],[4.7623,5.5145],[1.9845,5.958]],[[6.9453,3.8432],[1.5193,2.3048],[6.0584,1.2258]],[[3.49'
+    '87,4.1803],[3.2539,0.3518],[2.9085,0.6364]],[[2.6288,-0.0293],[7.217,0.3412],[4.8244,7.4579]]],[[[5.685,'
+    '3.2406],[4.3949,2.3683],[4.0958,1.8873]],[[4.8401,4.9701],[6.8461,4.3796],[0.7105,6.4154]],[[0.7934,4.90'
+    '02],[5.8637,5.6345],[3.0605,0.0511]],[[-0.9759,1.6649],[4.0085,6.8517],[-0.0502,4.2773]],[[3.0342,3.5181'
+    '],[1.8171,1.0522],[5.8932,6.5684]]]],[[[0.9279,0.9955,0.9716],[0.9172,0.9804,0.9678],[0.9134,0.9787,0.95'
+    '09],[0.9092,0.9671,0.9039],[0.8741,0.9614,0.8782]],[[0.9954,0.9968,0.9929],[0.9879,0.9416,0.9448],[0.960'
+    '1,0.915,0.9064],[0.9383,0.9144,0.8929],[0.8839,0.8826,0.8605]]],[[5,5,5],[5,5,5]]]}'
+)
+
+
+@pytest.mark.parametrize("offsets", ["per_kp", "shared"])
+def test_keypoint_candidates_equal_tf(offsets) -> None:
+    from odkit.models.center_net_keypoints import keypoint_candidates
+
+    rng = np.random.default_rng(7)
+    hm = rng.uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    hm[0, 2, 2, 0] = hm[0, 2, 3, 0]  # a tie between neighbours
+    off = rng.normal(0, 0.5, (2, 8, 8, 6)).astype(np.float32)
+    off = off if offsets == "per_kp" else np.ascontiguousarray(off[..., :2])
+    cand, scores, num = keypoint_candidates(torch.from_numpy(hm).permute(0, 3, 1, 2),
+                                            torch.from_numpy(off).permute(0, 3, 1, 2), 3, 5, 0.5)
+    want_c, want_s, want_n = TF_CANDIDATES[offsets]
+    torch.testing.assert_close(cand, torch.tensor(want_c), rtol=0, atol=1e-4)
+    torch.testing.assert_close(scores, torch.tensor(want_s), rtol=0, atol=1e-4)
+    assert num.tolist() == want_n
+
+
+def _target_inputs():
+    rng = np.random.default_rng(5)
+    kps = rng.uniform(0.05, 0.95, (2, 3, 4, 2)).astype(np.float32)
+    kps[0, 1, 2] = kps[1, 0, 0] = kps[1, 2, 3] = np.nan
+    lo, hi = np.nanmin(kps, 2) - 0.05, np.nanmax(kps, 2) + 0.05
+    boxes = np.clip(np.concatenate([lo, hi], -1), 0, 1).astype(np.float32)
+    vis = torch.from_numpy(~np.isnan(kps).any(-1))
+    return (torch.from_numpy(np.nan_to_num(kps)), vis, torch.tensor([[1, 1, 2], [1, 2, 1]]),
+            torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.5]]), torch.from_numpy(boxes))
+
+
+# TF OD API CenterNetKeypointTargetAssigner(stride 4, class_id 0, keypoint_indices [0, 2, 3], keypoint_std_dev
+# [1, 0.5, 2], per_keypoint_offset, peak_radius 1) on _target_inputs() at 64x64 (TF 2, measured once; the
+# full tensors agreed to 5e-6, these are their summaries)
+TF_TARGETS = json.loads(
+    '{"heatmap_sum":[[13.7442,2.1443,52.6167],[2.1816,2.7629,19.8529]],"heatmap_sq":[[7.3648,1.223,29.855],[0'
+    '.5477,1.4761,10.6162]],"heatmap_argmax":[[31,22,97],[124,209,160]],"num":[[2,1,2],[0,1,1]],"valid_sum":['
+    '[184,61,184],[95,179,159]],"off_w":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,1,0,0,0,0,0,1,1,1,1,1,0,0,0,0,'
+    '0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,1,1,1,1,0,1,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0.5,0.5,0.5,0.5,0.5,0.'
+    '5,0.5,0.5,0.5,0.5,0,0,0,0,0],"off_wsum":[21.0876,16.19],"off_idx_wsum":[14,316.5,270,40.5],"reg_w":[1,1,'
+    '1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,1,1,1,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,1,1,'
+    '1,1,1,1,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0,0,0,0,0],"reg_wsum":'
+    '[70.0776,12.1954],"reg_idx_wsum":[15,280,290,42.5]}'
+)
+
+
+def test_keypoint_targets_equal_tf() -> None:
+    from odkit.core import center_net_keypoint_targets as kpt
+
+    kps, vis, classes, weights, boxes = _target_inputs()
+    kp, kw = kpt.select_task_keypoints(kps, vis, classes, weights, 0, (0, 2, 3), 16, 16)
+    hm, num, valid = kpt.keypoint_heatmap_targets(kp, kw, boxes, 16, 16, torch.tensor([1.0, 0.5, 2.0]))
+    t = TF_TARGETS
+    torch.testing.assert_close(hm.sum((2, 3)), torch.tensor(t["heatmap_sum"]), rtol=0, atol=2e-3)
+    torch.testing.assert_close((hm ** 2).sum((2, 3)), torch.tensor(t["heatmap_sq"]), rtol=0, atol=2e-3)
+    assert hm.flatten(2).argmax(-1).tolist() == t["heatmap_argmax"] and num.tolist() == t["num"]
+    assert valid.sum((2, 3)).tolist() == t["valid_sum"]
+    b, m, k, _ = kp.shape
+    yc, xc, _, _ = kpt.box_centers_sizes(boxes, 16, 16)
+    for name, (sy, sx) in (("off", (kp[..., 0], kp[..., 1])),
+                           ("reg", (yc[..., None].expand(b, m, k), xc[..., None].expand(b, m, k)))):
+        yi, xi, ok, off = kpt.neighbour_offsets(sy, sx, kp[..., 0], kp[..., 1], 16, 16, 1)
+        w = (ok.float() * kw[..., None]).reshape(-1)
+        n = yi.shape[-1]
+        idx = torch.stack([torch.arange(b).repeat_interleave(m * k * n), yi.reshape(-1), xi.reshape(-1),
+                           torch.arange(k).repeat_interleave(n).repeat(b * m)], 1)
+        assert w.tolist() == t[f"{name}_w"]
+        assert (idx * w[:, None]).sum(0).tolist() == t[f"{name}_idx_wsum"]
+        torch.testing.assert_close((off.reshape(-1, 2) * w[:, None]).sum(0), torch.tensor(t[f"{name}_wsum"]),
+                                   rtol=0, atol=2e-3)
+
+
 @pytest.mark.slow
 def test_tiny_center_net_overfits_keypoints(tmp_path, one_thread) -> None:
     """hourglass_10, 32-filter heads, 64x64, 6 images, 50 Adam steps (~9 s on a loaded CPU): every person found

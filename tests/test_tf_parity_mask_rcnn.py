@@ -15,7 +15,7 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from odkit.core.masks import reframe_box_masks_to_image_masks
+from odkit.masks import reframe_box_masks_to_image_masks
 
 
 @pytest.fixture(scope="module")

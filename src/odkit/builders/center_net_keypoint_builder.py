@@ -27,6 +27,13 @@ NOT_IMPLEMENTED = {
 HeadParser = Callable[[Any, str], tuple[tuple[int, ...], tuple[int, ...]]]
 
 
+def _dry_build() -> bool:
+    """True inside odkit.workflows.config_check's dry build (modules made on torch's meta device)."""
+    import torch
+
+    return torch.empty(0).device.type == "meta"
+
+
 def build_keypoint_tasks(cn: Any, head_params: HeadParser) -> list[Any]:
     """The keypoint tasks of a CenterNet proto (empty without keypoint_estimation_task); ``head_params``
     (the CenterNet builder's) reads a PredictionHeadParams message (None: TF's default head)."""
@@ -48,8 +55,17 @@ def build_keypoint_tasks(cn: Any, head_params: HeadParser) -> list[Any]:
     if not cn.keypoint_label_map_path:
         raise ConfigError("keypoint_estimation_task needs keypoint_label_map_path (the label map listing the "
                           "class's keypoints { id label })", where="model.center_net.keypoint_label_map_path")
-    lm = load_label_map(cn.keypoint_label_map_path)
-    by_name = {n: (i, kp) for i, n, kp in zip(lm.ids, lm.names, lm.keypoints or ((),) * len(lm.ids)) if kp}
+    try:
+        lm = load_label_map(cn.keypoint_label_map_path)
+    except ConfigError:
+        if not _dry_build():
+            raise
+        # `odkit config check` builds on the meta device without opening data files: a stand-in label map
+        # (each task's class, its keypoint_label_to_std labels) so every field is still read
+        by_name = {t.keypoint_class_name: (i + 1, tuple(enumerate(sorted(t.keypoint_label_to_std) or ["keypoint"])))
+                   for i, t in enumerate(tasks_cfg)}
+    else:
+        by_name = {n: (i, kp) for i, n, kp in zip(lm.ids, lm.names, lm.keypoints or ((),) * len(lm.ids)) if kp}
     single = len(tasks_cfg) == 1 and int(cn.num_classes) == 1
     total = 0
     specs = []

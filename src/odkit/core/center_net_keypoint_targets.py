@@ -45,25 +45,37 @@ def box_centers_sizes(boxes: Tensor, out_h: int, out_w: int) -> tuple[Tensor, Te
 
 def keypoint_heatmap_targets(kp_abs: Tensor, kp_weights: Tensor, boxes: Tensor, out_h: int, out_w: int,
                              keypoint_std_dev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """-> heatmap [B, K, out_h, out_w], num_instances [B, K] (int64), valid_mask [B, K, out_h, out_w]."""
-    b, m, k, _ = kp_abs.shape
-    _, _, bh, bw = box_centers_sizes(boxes, out_h, out_w)
-    sigma = keypoint_std_dev.to(kp_abs)[None, None, :] * gaussian_sigma(bh, bw, 0.7)[..., None]  # [B, M, K]
-    gauss = gaussian_splats(kp_abs[..., 0], kp_abs[..., 1], sigma, out_h, out_w)  # [B, M, K, h, w]
-    gauss = gauss * kp_weights[..., None, None]
-    channels = torch.arange(k, device=kp_abs.device).repeat(b, m, 1)  # [B, M, K]
-    heatmap = splat_max(gauss.reshape(b, m * k, out_h, out_w), channels.reshape(b, m * k), k).detach()
+    """-> heatmap [B, K, out_h, out_w], num_instances [B, K] (int64), valid_mask [B, K, out_h, out_w].
+
+    One image at a time (like TF's per-image loop): the dense splat holds M x K maps of out_h x out_w."""
+    heatmaps, valids = [], []
+    for i in range(kp_abs.shape[0]):
+        h_i, v_i = _image_heatmap(kp_abs[i], kp_weights[i], boxes[i], out_h, out_w, keypoint_std_dev)
+        heatmaps.append(h_i)
+        valids.append(v_i)
     num_instances = kp_weights.sum(dim=1).to(torch.int64)  # TF: cast(reduce_sum(weights), int32) per image
+    return torch.stack(heatmaps), num_instances, torch.stack(valids)
+
+
+def _image_heatmap(kp_abs: Tensor, kp_weights: Tensor, boxes: Tensor, out_h: int, out_w: int,
+                   keypoint_std_dev: Tensor) -> tuple[Tensor, Tensor]:
+    m, k, _ = kp_abs.shape
+    _, _, bh, bw = box_centers_sizes(boxes, out_h, out_w)
+    sigma = keypoint_std_dev.to(kp_abs)[None, :] * gaussian_sigma(bh, bw, 0.7)[:, None]  # [M, K]
+    gauss = gaussian_splats(kp_abs[..., 0], kp_abs[..., 1], sigma, out_h, out_w)  # [M, K, h, w]
+    gauss = gauss * kp_weights[..., None, None]
+    channels = torch.arange(k, device=kp_abs.device).repeat(m, 1)  # [M, K]
+    heatmap = splat_max(gauss.reshape(1, m * k, out_h, out_w), channels.reshape(1, m * k), k)[0].detach()
     # blackout: the boxes (output pixels, [ymin, ymax) x [xmin, xmax)) of instances whose keypoint weight < 1e-3
     ob = boxes.float() * boxes.new_tensor([out_h, out_w, out_h, out_w]).float()
     ys = torch.arange(out_h, device=boxes.device, dtype=torch.float32)
     xs = torch.arange(out_w, device=boxes.device, dtype=torch.float32)
-    in_y = (ys[None, None, :] >= ob[..., 0:1]) & (ys[None, None, :] < ob[..., 2:3])  # [B, M, h]
-    in_x = (xs[None, None, :] >= ob[..., 1:2]) & (xs[None, None, :] < ob[..., 3:4])  # [B, M, w]
-    in_box = in_y[..., :, None] & in_x[..., None, :]  # [B, M, h, w]
-    blackout = kp_weights < 1e-3  # [B, M, K]
-    hit = (in_box[:, :, None] & blackout[..., None, None]).any(dim=1)  # [B, K, h, w]
-    return heatmap, num_instances, (~hit).float()
+    in_y = (ys[None, :] >= ob[:, 0:1]) & (ys[None, :] < ob[:, 2:3])  # [M, h]
+    in_x = (xs[None, :] >= ob[:, 1:2]) & (xs[None, :] < ob[:, 3:4])  # [M, w]
+    blackout = (kp_weights < 1e-3).float()  # [M, K]
+    # pixels covered by a blacked-out box of type k: sum over M of in_y x in_x x blackout (a matmul, no M x K x h x w)
+    hit = torch.einsum("mh,mw,mk->khw", in_y.float(), in_x.float(), blackout) > 0
+    return heatmap, (~hit).float()
 
 
 def neighbour_offsets(src_y: Tensor, src_x: Tensor, dst_y: Tensor, dst_x: Tensor, out_h: int, out_w: int,

@@ -14,8 +14,8 @@ Types:
   64 channels at stride 4.
 - `resnet_v2_50`, `resnet_v2_101`: Keras ResNet v2 conv5 output, then 3 x (3x3 conv + BN + ReLU, 3x3 stride-2
   transposed conv "same" + BN + ReLU) with 256, 128, 64 filters; 64 channels at stride 4.
-- `mobilenet_v2_fpn` (`mobilenet_v2_fpn_sep_conv` = with `use_separable_conv`): MobileNet v2
-  (`depth_multiplier`) taps block_2/5/9_add and out_relu, 1x1 laterals (64 on the top; 64, 32, 24), x2
+- `mobilenet_v2_fpn` (`mobilenet_v2_fpn_sep_conv` = with `use_separable_conv`): the TF OD API's MobileNet v2
+  (`depth_multiplier`, applied to the last 1x1 conv too when < 1) taps block_2/5/9_add and out_relu, 1x1 laterals (64 on the top; 64, 32, 24), x2
   upsampling (`upsampling_interpolation` nearest | bilinear), add, 3x3 (separable) conv (32, 24, 24) + BN + ReLU;
   24 channels at stride 4.
 - `hourglass_104` (+ 10/20/32/52): `odkit.models.backbones.hourglass`, 2 outputs (104) at stride 4.
@@ -154,7 +154,11 @@ class MobileNetV2FpnExtractor(CenterNetFeatureExtractor):
         if upsampling_interpolation not in ("nearest", "bilinear"):
             raise ValueError(f"upsampling_interpolation {upsampling_interpolation!r}: use nearest or bilinear")
         self.interpolation = upsampling_interpolation
-        self.backbone = MobileNetV2Backbone(depth_multiplier, taps={3: 2, 6: 3, 10: 4, 18: 5})
+        from torchvision.models._utils import _make_divisible
+
+        # the TF OD API's Keras MobileNet v2 applies alpha < 1 to the last 1x1 conv too (Keras would keep 1280)
+        last = _make_divisible(1280 * depth_multiplier, 8) if depth_multiplier < 1.0 else None
+        self.backbone = MobileNetV2Backbone(depth_multiplier, last_conv_depth=last, taps={3: 2, 6: 3, 10: 4, 18: 5})
         for m in self.backbone.modules():  # TF OD API keras mobilenet_v2: epsilon 1e-3, momentum 0.9997
             if isinstance(m, nn.BatchNorm2d):
                 m.eps, m.momentum = 1e-3, 1.0 - 0.9997

@@ -119,16 +119,21 @@ class KeypointEstimationTask(CenterNetTask):
                             f"map names ids up to {max(self.keypoint_indices)}",
                             hint="set the input reader's num_keypoints to the records' keypoint count")
         h, w = context.out_height, context.out_width
-        kp, kp_w = kpt.select_task_keypoints(gt["keypoints"], gt["keypoint_visibilities"], gt["classes"],
-                                             gt["weights"], self.class_id, self.keypoint_indices, h, w)
+        # groundtruth is padded at the end (collate): work on the batch's largest box count only (one host
+        # sync; the dense heatmap holds boxes x keypoints maps, so padding would dominate its cost)
+        m = max(int(gt["num_boxes"].max()), 1) if "num_boxes" in gt else gt["boxes"].shape[1]
+        kp, kp_w = kpt.select_task_keypoints(gt["keypoints"][:, :m], gt["keypoint_visibilities"][:, :m],
+                                             gt["classes"][:, :m], gt["weights"][:, :m], self.class_id,
+                                             self.keypoint_indices, h, w)
+        boxes = gt["boxes"][:, :m]
         w_task = self.task_loss_weight
         return {
             self.keys[KEYPOINT_HEATMAP]: w_task * self.heatmap_weight * self._heatmap_loss(
-                predictions[self.keys[KEYPOINT_HEATMAP]].float(), kp, kp_w, gt["boxes"], context),
+                predictions[self.keys[KEYPOINT_HEATMAP]].float(), kp, kp_w, boxes, context),
             self.keys[KEYPOINT_OFFSET]: w_task * self.offset_weight * self._offset_loss(
                 predictions[self.keys[KEYPOINT_OFFSET]].float(), kp, kp_w, h, w),
             self.keys[KEYPOINT_REGRESSION]: w_task * self.regression_weight * self._regression_loss(
-                predictions[self.keys[KEYPOINT_REGRESSION]].float(), kp, kp_w, gt["boxes"], h, w),
+                predictions[self.keys[KEYPOINT_REGRESSION]].float(), kp, kp_w, boxes, h, w),
         }
 
     def _heatmap_loss(self, preds: Tensor, kp: Tensor, kp_w: Tensor, boxes: Tensor, context: LossContext) -> Tensor:
@@ -186,14 +191,8 @@ class KeypointEstimationTask(CenterNetTask):
         # regressed keypoints at the object centres [B, D, K, 2]
         reg = gather_at(regression, peaks.y, peaks.x).reshape(b, d, k, 2)
         regressed = reg + torch.stack([peaks.y, peaks.x], dim=-1).to(reg.dtype)[:, :, None, :]
-        # candidates per keypoint type: [B, C, K, 2], scores [B, C, K], counts [B, K]
-        scores, cy, cx, ch = top_k_peaks(heatmap, self.peak_kernel, self.num_candidates, per_channel=True)
-        off = kpt.gather_channels_at(offsets, cy, cx, ch if offsets.shape[1] > 2 else None)
-        cand = torch.stack([cy.to(off.dtype) + off[..., 0], cx.to(off.dtype) + off[..., 1]], dim=-1)
-        c = scores.shape[1] // k
-        cand = cand.reshape(b, k, c, 2).transpose(1, 2)
-        scores = scores.reshape(b, k, c).transpose(1, 2)
-        num_cand = (scores >= self.score_threshold).sum(dim=1)
+        cand, scores, num_cand = keypoint_candidates(heatmap, offsets, self.peak_kernel, self.num_candidates,
+                                                     self.score_threshold)
         boxes = peaks.boxes_strided
         coords, kscores = self.refine(regressed, cand, scores, num_cand, boxes)
         # strided -> normalized to the true image
@@ -265,3 +264,18 @@ class KeypointEstimationTask(CenterNetTask):
         kscores = torch.where(mask, torch.full_like(near_scores, self.unmatched_score), near_scores)
         return coords, kscores
 
+
+
+def keypoint_candidates(heatmap: Tensor, offsets: Tensor, max_pool_kernel_size: int, max_candidates: int,
+                        score_threshold: float) -> tuple[Tensor, Tensor, Tensor]:
+    """TF `prediction_tensors_to_keypoint_candidates`: heatmap [B, K, h, w] (probabilities), offsets [B, 2 or 2K,
+    h, w] -> candidates [B, C, K, 2] (peak cell + its offset, output grid), scores [B, C, K], and per keypoint
+    type the number of candidates scoring >= threshold [B, K]."""
+    b, k = heatmap.shape[:2]
+    scores, cy, cx, ch = top_k_peaks(heatmap, max_pool_kernel_size, max_candidates, per_channel=True)
+    off = kpt.gather_channels_at(offsets, cy, cx, ch if offsets.shape[1] > 2 else None)
+    cand = torch.stack([cy.to(off.dtype) + off[..., 0], cx.to(off.dtype) + off[..., 1]], dim=-1)
+    c = scores.shape[1] // k
+    cand = cand.reshape(b, k, c, 2).transpose(1, 2)
+    scores = scores.reshape(b, k, c).transpose(1, 2)
+    return cand, scores, (scores >= score_threshold).sum(dim=1)

@@ -45,7 +45,7 @@ proposals weigh 0) and sums the sigmoid cross entropy / max(positives * mh * mw,
 second_stage_mask_prediction_loss_weight ("Loss/BoxClassifierLoss/mask_loss"). At inference postprocess
 crops the features again for the final detection boxes, runs the box classifier and the mask head, keeps
 the detected class's mask and returns `detection_masks` [B, K, mh, mw] = sigmoid (box frame; reframe to the
-image with odkit.core.masks.reframe_box_masks_to_image_masks). TF crops with the detection boxes in the
+image with odkit.masks.reframe_box_masks_to_image_masks). TF crops with the detection boxes in the
 true-image frame from the padded feature map; odkit maps them back to the padded frame first (identical
 when the image is not padded, as with the zoo's fixed_shape_resizer). With number_of_stages 2 the mask
 head is built (its weights restore) but unused, as in TF2.

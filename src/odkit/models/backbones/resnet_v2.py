@@ -6,8 +6,8 @@ in the first unit, else identity or a 1x1/stride max pool), 1x1 conv - BN - ReLU
 zero padding) - BN - ReLU - 1x1 conv with bias, add. As in Keras the stride sits in the LAST unit of conv2..conv4
 (conv5 keeps stride 1), so the levels are 3 (conv2, stride 8), 4 (conv3), 5 (conv4 and conv5, stride 32).
 Batch norm epsilon 1.001e-5, momentum 0.99 (Keras). `forward` returns {"conv2".."conv5": block outputs
-(Keras `convK_blockN_out`)}. Keras' final `post_bn` is not built: CenterNet taps conv5_block3_out before it
-(a TF checkpoint's post_bn variables are not used by the model).
+(Keras `convK_blockN_out`)}. Keras' final `post_bn` is held for TF checkpoints but never run (CenterNet taps
+conv5_block3_out before it): its parameters do not train, as in TF where it gets no gradient.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class ResNetV2Backbone(nn.Module):
             stacks.append(nn.Sequential(*units))
             in_ch = 4 * filters
         self.conv2, self.conv3, self.conv4, self.conv5 = stacks
+        self.post_bn = _bn(in_ch)  # held, never run
+        for p in self.post_bn.parameters():
+            p.requires_grad_(False)
         self.out_channels = {"conv2": 256, "conv3": 512, "conv4": 1024, "conv5": 2048}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

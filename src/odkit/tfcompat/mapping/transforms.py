@@ -18,6 +18,11 @@ def conv_kernel(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(a, (3, 2, 0, 1)))
 
 
+def conv_transpose_kernel(a: np.ndarray) -> np.ndarray:
+    """Conv2DTranspose kernel (H, W, out, in) -> ConvTranspose2d weight (in, out, H, W)."""
+    return np.ascontiguousarray(np.transpose(a, (3, 2, 0, 1)))
+
+
 def depthwise_kernel(a: np.ndarray) -> np.ndarray:
     """DepthwiseConv2D kernel (H, W, C, M) -> grouped conv weight (C*M, 1, H, W).
 
