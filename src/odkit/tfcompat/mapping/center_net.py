@@ -14,7 +14,7 @@ variable and shape, and the outputs: tests/test_tf_parity_center_net.py):
   attribute names (`downsample_input/conv_block/conv`, `hourglass_network/0/encoder_block1/0/skip/norm`, ...),
   which odkit's module names mirror.
 - heads: `model/_prediction_head_dict/<name with "/" written ".S">/<output i>/layer_with_weights-J`, J counting
-  the convs of `make_prediction_net` (3x3 convs, then the 1x1 output conv).
+  the convs of `make_prediction_net` (3x3 convs, SeparableConv2D with use_depthwise, then the 1x1 output conv).
 - `mobilenet_v2_fpn*`: `_base_model` is the TF OD API Keras MobileNet v2 (weighted layers in network order, as
   the SSD mapping), `_feature_extractor_model` K = 1.. as for the ResNet v1 FPN (SeparableConv2D with
   use_separable_conv).
