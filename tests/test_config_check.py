@@ -458,3 +458,35 @@ def test_pyramid_levels_are_read_in_one_place_with_tf_defaults() -> None:
     ssd = ssd_pb2.SsdFeatureExtractor(type="ssd_mobilenet_v2_fpn_keras")
     assert pyramid_levels(ssd, "ssd") == (3, 7)
     assert pyramid_levels(ssd_pb2.SsdFeatureExtractor(type="ssd_mobilenet_v2_keras"), "ssd") is None
+
+
+# Fields the old registry only validated with Values(allowed=...): the code that reads them refuses them now.
+@pytest.mark.parametrize("path,value", [
+    ("model.ssd.explicit_background_class", True),
+    ("model.ssd.feature_extractor.replace_preprocessor_with_placeholder", True),
+    ("model.ssd.box_predictor.weight_shared_convolutional_box_predictor.use_dropout", True),
+    ("train_config.bias_grad_multiplier", 0.5),
+    ("train_config.fine_tune_checkpoint_type", "fine_tune"),
+    ("train_input_reader.load_dense_pose", True),
+    ("eval_config.save_graph", True),
+])
+def test_old_values_rules_are_refused_by_the_reading_code(path: str, value: Any) -> None:
+    config = load(DEMO)
+    _set(config, path, value)
+    [finding] = check(config).unsupported
+    assert (finding.path, finding.kind) == (path, "refused")
+
+
+def test_bifpn_combine_method_is_refused_where_it_is_read() -> None:
+    config = load(REPO / "src" / "odkit" / "configs" / "ssd_mobilenet_v2_fpnlite_320x320_pets.config")
+    fe = config.model.ssd.feature_extractor
+    fe.type = "ssd_efficientnet-b0_bifpn_keras"
+    fe.ClearField("fpn")
+    fe.bifpn.min_level, fe.bifpn.max_level, fe.bifpn.num_iterations, fe.bifpn.num_filters = 3, 7, 3, 64
+    fe.bifpn.combine_method = "max"
+    fe.depth_multiplier = 1.0
+    fe.ClearField("use_depthwise")
+    fe.ClearField("override_base_feature_extractor_hyperparams")
+    config.model.ssd.anchor_generator.multiscale_anchor_generator.max_level = 7
+    paths = {(f.path, f.kind) for f in check(config).unsupported}
+    assert paths == {("model.ssd.feature_extractor.bifpn.combine_method", "refused")}, paths

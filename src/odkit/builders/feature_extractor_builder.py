@@ -5,6 +5,7 @@ from __future__ import annotations
 from odkit.builders.hyperparams_builder import build_conv_hyperparams
 from odkit.config.validate import FPN_BACKBONE_LEVELS, FPN_EXTRACTOR_DEFAULT_LEVELS, pyramid_levels
 from odkit.errors import UnsupportedError
+from odkit.models.necks.bifpn import COMBINE_METHODS
 from odkit.models.ssd_feature_extractors import BiFpnParams, FpnParams, create_ssd_feature_extractor
 
 
@@ -23,6 +24,10 @@ def build_ssd_feature_extractor(proto, *, freeze_batchnorm: bool = False,
     pyramid = proto.WhichOneof("feature_pyramid_oneof")
     if pyramid == "bifpn":
         b = proto.bifpn
+        if b.combine_method not in COMBINE_METHODS:
+            raise UnsupportedError(f"bifpn combine_method {b.combine_method!r} is not supported",
+                                   where=f"{where}.bifpn.combine_method", substitute="fast_attention",
+                                   hint=f"use one of {', '.join(COMBINE_METHODS)}")
         bifpn = BiFpnParams(b.min_level, b.max_level, b.num_iterations, b.num_filters, b.combine_method)
     elif pyramid == "fpn" or "fpn" in proto.type:
         # levels: odkit.config.validate.pyramid_levels (the fpn block's, else TF's extractor defaults 3..7),
