@@ -7,6 +7,7 @@ knows nothing scores mAP@0.5 ~ 0 here: boxes must overlap heads with IoU >= 0.5 
 Measured when written (mAP@0.5): built-in data, 400 steps 0.349; pets subset, 300 steps 0.096; raccoon,
 300 steps 0.706. The full demo (1,200 steps, 120 images per class) depends on the seed: 0.784 for seed 1
 (README). Re-measured with 1 thread + 1 loader worker (odkit.runtime on 2 cores): built-in data, 400 steps 0.397.
+With the He-initialised demo config: built-in data, 800 steps, 40 images per class, mAP@0.5 0.951.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def test_demo_on_builtin_data(tmp_path: Path) -> None:
     for key in ("dataset", "config", "steps", "seconds", "metrics", "export_dir"):
         assert key in on_disk
     assert set(COCO_KEYS) <= set(on_disk["metrics"])
-    assert summary["metrics"][MAP50] >= 0.3, summary["metrics"]  # measured 0.61 (400 steps gave 0.18: too close)
+    # measured 0.951 with the He-initialised demo recipe (seed 0; the random_normal(0.01) recipe gave 0.61, and
+    # 0.18 at 400 steps); one seed measured, so the bar keeps the old recipe's wide margin
+    assert summary["metrics"][MAP50] >= 0.3, summary["metrics"]
     export = Path(on_disk["export_dir"])
     for name in ("model.onnx", "model.torchscript.pt", "pipeline.config", "label_map.pbtxt", "export_info.json"):
         assert (export / name).is_file(), name
