@@ -7,6 +7,7 @@ Made with (TF venv, see the tool's README), for each of
   centernet_resnet50_v1_fpn_512: centernet_resnet101_v1_fpn_512x512_coco17_tpu-8.config with
       type "resnet_v1_50_fpn", num_classes 37;
   centernet_r50v2: the same with type "resnet_v2_50";
+  centernet_r18fpn: the same with type "resnet_v1_18_fpn", min/max_dimension 256;
   centernet_hg10: centernet_hourglass104_512x512_coco17_tpu-8.config with type "hourglass_10",
       num_classes 37, min/max_dimension 256; centernet_hg10_dw: the same with use_depthwise: true (heads);
   centernet_hg104_128: centernet_hourglass104_512x512_coco17_tpu-8.config with num_classes 37,
@@ -22,7 +23,7 @@ Checks (measured on that fixture, machine loaded):
   (measured 0.0 for the ResNet50 v1 FPN caffe normalisation);
 - the TF checkpoint maps completely (every model variable consumed, every odkit tensor filled);
 - eval predict from TF's preprocessed batch (chained through the extractor and heads, every feature output):
-  max|odkit - TF| <= 1e-4 * max|TF| (measured: ResNet50 v1 FPN 3.4e-6 .. 4.2e-6, ResNet50 v2 2.7e-5 .. 4.1e-5,
+  max|odkit - TF| <= 1e-4 * max|TF| (measured: ResNet50 v1 FPN 3.4e-6 .. 4.2e-6, ResNet18 v1 FPN 1.2e-6 .. 1.3e-6, ResNet50 v2 2.7e-5 .. 4.1e-5,
   Hourglass-10 1.5e-6 .. 1.9e-6, Hourglass-104 5.5e-6 .. 9.8e-6, MobileNet v2 FPN sep-conv 7.6e-7 .. 9.4e-7, separable heads 1.2e-6 .. 1.7e-6);
 - postprocess on TF's own eval predictions: scores within 1e-6, boxes within 1e-6, classes equal (measured
   identical up to 3.6e-7 on ResNet50 v1 FPN; on the ResNet v2 fixture 2 pairs of peaks with scores 1 ulp apart

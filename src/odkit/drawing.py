@@ -1,4 +1,4 @@
-"""Boxes, class names, scores and keypoints drawn on images, and the class colour palette: the one drawing
+"""Boxes, class names, scores, keypoints and instance masks drawn on images, and the class colour palette: the one drawing
 module (numpy + Pillow only), used by predict, eval pictures, `records inspect --draw` and `records preview`."""
 
 from __future__ import annotations
@@ -96,3 +96,17 @@ def draw_keypoints(
             if ok[i, k]:
                 draw.ellipse([x - r, y - r, x + r, y + r], fill=color, outline=(255, 255, 255))
     return image
+
+
+def draw_masks(
+    image: np.ndarray | Image.Image, masks: Sequence[np.ndarray], class_ids: Sequence[int], alpha: float = 0.45
+) -> Image.Image:
+    """Return an RGB copy of ``image`` with binary [H, W] masks blended in their class colours."""
+    img = Image.fromarray(np.asarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
+    pixels = np.asarray(img.convert("RGB"), dtype=np.float32).copy()
+    for mask, cid in zip(masks, class_ids):
+        on = np.asarray(mask, dtype=bool)
+        if on.shape != pixels.shape[:2]:
+            raise ValueError(f"mask shape {on.shape} differs from the image {pixels.shape[:2]}")
+        pixels[on] = (1 - alpha) * pixels[on] + alpha * np.asarray(color_for(int(cid)), np.float32)
+    return Image.fromarray(np.round(pixels).astype(np.uint8))

@@ -131,8 +131,9 @@ def decode_detection_example(
     """Serialized tf.Example -> DetectionExample.
 
     Masks: with ``load_instance_masks``, ``image/object/mask`` is decoded as ``mask_type`` (PNG_MASKS or
-    NUMERICAL_MASKS, the input reader's) into uint8 [N, height, width]; a record without masks gets N zero
-    masks only when it has no boxes, else DataError (TF would fail later too).
+    NUMERICAL_MASKS, the input reader's; "AUTO": as stored, None without masks) into uint8 [N, height,
+    width]; a record without masks gets N zero masks only when it has no boxes, else DataError (TF would fail
+    later too).
 
     Keypoints: with ``num_keypoints`` (the input reader's), the keypoint lists must hold N * num_keypoints
     values (DataError otherwise); without it, K is inferred as len / N.
@@ -238,6 +239,10 @@ def decode_masks(feats: Any, n: int, height: int, width: int, mask_type: str, wh
     f = feats[MASK_KEY] if MASK_KEY in feats else None
     png = f is not None and len(f.bytes_list.value) > 0
     dense = f is not None and len(f.float_list.value) > 0
+    if mask_type == "AUTO":  # records inspect: whatever the record holds, no masks -> None
+        if not (png or dense):
+            return None  # type: ignore[return-value]
+        mask_type = "PNG_MASKS" if png else "NUMERICAL_MASKS"
     if n == 0 and not png and not dense:
         return np.zeros((0, height, width), np.uint8)
     if f is None or not (png or dense):

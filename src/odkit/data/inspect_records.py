@@ -20,7 +20,7 @@ import numpy as np
 from odkit.data.example import DetectionExample, decode_detection_example
 from odkit.data.image_io import decode_image_pil
 from odkit.data.tfrecord import expand_paths, iter_records_with_location
-from odkit.drawing import draw_boxes, draw_keypoints
+from odkit.drawing import draw_boxes, draw_keypoints, draw_masks
 from odkit.errors import DataError, OdkitError
 from odkit.fileio import atomic_write_bytes
 
@@ -126,7 +126,8 @@ def iter_examples(
         where = f"{os.path.basename(path)}:record {n} (offset {offset})"
         try:
             ex = decode_detection_example(data, where=where, label_map=label_map,
-                                          ignore_unsupported=ignore_unsupported)
+                                          ignore_unsupported=ignore_unsupported, load_instance_masks=True,
+                                          mask_type="AUTO")
         except DataError as exc:
             if not skip_corrupt:
                 raise
@@ -151,6 +152,7 @@ def example_json(item: RecordItem) -> dict[str, Any]:
         "labels": [int(v) for v in ex.labels.tolist()], "texts": list(ex.texts),
         "shard": item.shard, "index_in_shard": item.index_in_shard,
         **_keypoints_json(ex),
+        **({"mask_pixels": [int(m.sum()) for m in ex.masks]} if ex.masks is not None else {}),
     }
 
 
@@ -168,8 +170,10 @@ def _keypoints_json(ex: DetectionExample) -> dict[str, Any]:
 
 def draw_example(ex: DetectionExample, names: dict[int, str] | None = None) -> Any:
     """A Pillow RGB image with the boxes and class names drawn (EXIF orientation not applied, like TF)."""
-    img = draw_boxes(decode_image_pil(ex.image, where=ex.filename, exif=False), ex.boxes, ex.labels.tolist(),
-                     class_names=names, labels=list(ex.texts))
+    img = decode_image_pil(ex.image, where=ex.filename, exif=False)
+    if ex.masks is not None and ex.masks.shape[1:] == (img.height, img.width):
+        img = draw_masks(img, list(ex.masks), ex.labels.tolist())
+    img = draw_boxes(img, ex.boxes, ex.labels.tolist(), class_names=names, labels=list(ex.texts))
     if ex.num_keypoints:
         draw_keypoints(img, ex.keypoints, ex.keypoint_visibility > 0, ex.labels.tolist())
     return img

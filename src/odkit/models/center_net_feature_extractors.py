@@ -9,6 +9,8 @@ Interface (used by `odkit.models.center_net.CenterNetMetaArch`):
   that a `classification` fine-tune restores: TF's `classification_backbone`)
 
 Types:
+- `resnet_v1_18_fpn`, `resnet_v1_34_fpn`: the TF OD API's Keras resnet_v1_18/34 (`backbones.resnet_v2`, basic
+  pre-activation units), with the FPN below.
 - `resnet_v1_50_fpn`, `resnet_v1_101_fpn`: Keras ResNet v1 (`backbones.resnet`, variant "keras"), 1x1 lateral
   convs (256, 128, 64 for C4, C3, C2; 256 on C5), nearest x2 upsampling, add, 3x3 conv (128, 64, 64) + BN + ReLU;
   64 channels at stride 4.
@@ -103,10 +105,16 @@ class ResNetV1FpnExtractor(CenterNetFeatureExtractor):
 
     def __init__(self, depth: int, **kwargs) -> None:
         super().__init__(**kwargs)
-        from odkit.models.backbones.resnet import ResNetBackbone
+        if depth in (18, 34):  # the TF OD API's own Keras resnet_v1_18/34 (pre-activation basic blocks)
+            from odkit.models.backbones.resnet_v2 import ResNetV2Backbone
 
-        self.backbone = ResNetBackbone(depth, variant="keras")
-        ch = self.backbone.out_channels
+            self.backbone = ResNetV2Backbone(depth)
+            ch = {int(k[-1]): v for k, v in self.backbone.out_channels.items()}
+        else:
+            from odkit.models.backbones.resnet import ResNetBackbone
+
+            self.backbone = ResNetBackbone(depth, variant="keras")
+            ch = self.backbone.out_channels
         self.top = keras_conv(ch[5], 256, 1)
         self.lateral = nn.ModuleList([keras_conv(ch[lvl], f, 1) for lvl, f in ((4, 256), (3, 128), (2, 64))])
         self.smooth = nn.ModuleList([nn.Sequential(keras_conv(f_in, f_out, 3), keras_bn(f_out), nn.ReLU())
@@ -115,6 +123,8 @@ class ResNetV1FpnExtractor(CenterNetFeatureExtractor):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         c = self.backbone(x)
+        if "conv5" in c:
+            c = {int(k[-1]): v for k, v in c.items()}
         top = self.top(c[5])
         for lvl, lateral, smooth in zip((4, 3, 2), self.lateral, self.smooth):
             top = F.interpolate(top, scale_factor=2.0, mode="nearest") + lateral(c[lvl])
@@ -200,7 +210,7 @@ class HourglassExtractor(CenterNetFeatureExtractor):
         return self.network(x)
 
 
-RESNET_V1_FPN = {"resnet_v1_50_fpn": 50, "resnet_v1_101_fpn": 101}
+RESNET_V1_FPN = {"resnet_v1_18_fpn": 18, "resnet_v1_34_fpn": 34, "resnet_v1_50_fpn": 50, "resnet_v1_101_fpn": 101}
 RESNET_V2 = {"resnet_v2_50": 50, "resnet_v2_101": 101}
 MOBILENET_V2_FPN = ("mobilenet_v2_fpn", "mobilenet_v2_fpn_sep_conv")
 HOURGLASS = ("hourglass_10", "hourglass_20", "hourglass_32", "hourglass_52", "hourglass_104")

@@ -6,7 +6,8 @@ Coordinates: anchors, proposals and groundtruth are handled normalized to the pa
 Flow (TF semantics):
 - first stage: features = extractor.extract_proposal_features; RPN head -> box encodings / objectness for
   grid anchors (absolute pixels, normalized here). Anchors are clipped to the image when
-  `clip_anchors_to_image` or at eval; in training otherwise anchors completely outside are masked (TF prunes).
+  `clip_anchors_to_image` or at eval; in training otherwise anchors not entirely inside the image are masked
+  (TF `_remove_invalid_anchors_and_predictions`: prune_outside_window drops every anchor that leaves it).
 - proposals: decode, softmax objectness, greedy NMS (first_stage_nms_iou/score thresholds, at most
   first_stage_max_proposals; a sync-free loop on CPU, exact prefix NMS with one host sync on CUDA), clip to
   the true image window, drop zero-area boxes.
@@ -173,7 +174,7 @@ class FasterRCNNMetaArch(DetectionModel):
             anchors = box_ops.clip_to_window(anchors, anchors.new_tensor([0.0, 0.0, 1.0, 1.0]))
             valid = box_ops.area(anchors) > 0
         else:
-            valid = (anchors[:, 0] < 1) & (anchors[:, 1] < 1) & (anchors[:, 2] > 0) & (anchors[:, 3] > 0)
+            valid = (anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] <= 1) & (anchors[:, 3] <= 1)
         return anchors, valid
 
     def predict(self, images: Tensor, true_image_shapes: Tensor | None = None) -> dict[str, Tensor]:

@@ -1,12 +1,15 @@
 """TF OD API CenterNet (`CenterNetMetaArch`) object-based checkpoints -> odkit `CenterNetMetaArch`.
 
-Mapped (checked on TF-written checkpoints of `resnet_v1_50_fpn`, `resnet_v2_50`, `hourglass_10`, `hourglass_104` and
+Mapped (checked on TF-written checkpoints of `resnet_v1_50_fpn`, `resnet_v1_18_fpn`, `resnet_v2_50`, `hourglass_10`,
+`hourglass_104` and
 `mobilenet_v2_fpn_sep_conv` (depth_multiplier 0.5, bilinear), every
 variable and shape, and the outputs: tests/test_tf_parity_center_net.py):
 - `resnet_v1_50_fpn` / `resnet_v1_101_fpn`: `model/_feature_extractor/_base_model/layer_with_weights-N` is
   `tf.keras.applications.ResNet50/101` (the `backbones.resnet_v1_keras_layers` order, every conv with a bias);
   `model/_feature_extractor/_feature_extractor_model/layer_with_weights-K` (K = 0 is the ResNet itself) in
   creation order: 1 = the 1x1 conv on C5, then per level (C4, C3, C2): lateral 1x1 conv, 3x3 conv, batch norm.
+- `resnet_v1_18_fpn` / `resnet_v1_34_fpn`: the TF OD API's Keras resnet_v1_18/34 (pre-activation basic units) in
+  the ResNet v2 layer order below, then the same FPN layers.
 - `resnet_v2_50` / `resnet_v2_101`: `_base_model` is `tf.keras.applications.ResNet50V2/101V2` (Keras
   functional order, see `_resnet_v2_keras_layers`; `post_bn` is held but unused), `_feature_extractor_model`
   K = 1.. the 3 x (conv, BN, Conv2DTranspose, BN) upsampling layers.
@@ -45,7 +48,15 @@ def _bn(odkit: str, tf: str) -> list[tuple[str, str, object]]:
 def _resnet_v1_fpn_maps(fe) -> list[tuple[str, str, object]]:
     maps: list[tuple[str, str, object]] = []
     base = f"{FE}/_base_model"
-    for n, (path, kind) in enumerate(resnet_v1_keras_layers(fe.backbone.depth, (1, 2, 3, 4, 5))):
+    layers = []
+    if fe.backbone.depth in (18, 34):  # pre-activation basic units, the ResNet v2 layer order
+        state = fe.backbone.state_dict()
+        for n, (path, kind) in enumerate(_resnet_v2_keras_layers(fe.backbone)):
+            odkit, tf = f"feature_extractor.backbone.{path}", f"{base}/layer_with_weights-{n}"
+            maps += _conv(odkit, tf, bias=f"{path}.bias" in state) if kind == "conv" else _bn(odkit, tf)
+    else:
+        layers = resnet_v1_keras_layers(fe.backbone.depth, (1, 2, 3, 4, 5))
+    for n, (path, kind) in enumerate(layers):
         odkit = f"feature_extractor.backbone.{path}"
         maps += _conv(odkit, f"{base}/layer_with_weights-{n}") if kind == "conv" else _bn(
             odkit, f"{base}/layer_with_weights-{n}")
@@ -125,7 +136,8 @@ def _resnet_v2_keras_layers(backbone) -> list[tuple[str, str]]:
                     (f"{u}.bn2", "bn")]
             if unit.shortcut is not None:
                 out.append((f"{u}.shortcut", "conv"))
-            out.append((f"{u}.conv3", "conv"))
+            if hasattr(unit, "conv3"):  # bottleneck units (basic units of resnet_v1_18/34 end at 2_bn)
+                out.append((f"{u}.conv3", "conv"))
     out.append(("post_bn", "bn"))
     return out
 
