@@ -5,6 +5,12 @@ Pairs (same input size, batch and random boxes):
   retinanet_640          torchvision retinanet_resnet50_fpn (weights=None, weights_backbone=None), 640x640
   ssd_mnv2_fpnlite_320   odkit SSD MobileNet v2 FPN-lite 320 (TF2 zoo config)
   ssdlite320             torchvision ssdlite320_mobilenet_v3_large (weights=None, weights_backbone=None)
+  centernet_r50fpn_512   odkit CenterNet ResNet50 v1 FPN 512 (the TF2 zoo centernet_resnet101_v1_fpn_512x512 config
+                         with feature_extractor.type resnet_v1_50_fpn, written to a temporary file)
+  mask_rcnn_irv2_1024    odkit Mask R-CNN Inception-ResNet-v2 1024 (the TF2 zoo config; masks fill the boxes), batch 1
+  maskrcnn_1024          torchvision maskrcnn_resnet50_fpn (weights=None, weights_backbone=None), 1024x1024, batch 1
+  keypointrcnn_512       torchvision keypointrcnn_resnet50_fpn (weights=None, weights_backbone=None; 17 random
+                         keypoints per box), 512x512: the closest torchvision model to a CenterNet
 
 and, for each odkit config, the TF OD API's own training step (`tfod:<case>`): `model_lib_v2.eager_train_step`
 in a tf.function with the config's optimizer, run by ../shared/tools/tfod_reference/time_tfod_train_step.py in
@@ -35,12 +41,35 @@ SHARED = Path(os.environ.get("ODKIT_SHARED_DIR", REPO.parent / "shared"))
 CONFIGS = {
     "ssd_resnet50_fpn_640": SHARED / "compat/tfod_configs/pets_ssd_resnet50_v1_fpn_640x640.config",
     "ssd_mnv2_fpnlite_320": SHARED / "compat/tfod_configs/ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8.config",
+    "mask_rcnn_irv2_1024": SHARED / "compat/tfod_configs/mask_rcnn_inception_resnet_v2_1024x1024_coco17_gpu-8.config",
 }
-PAIRS = [("ssd_resnet50_fpn_640", "retinanet_640"), ("ssd_mnv2_fpnlite_320", "ssdlite320")]
-SIZES = {"ssd_resnet50_fpn_640": 640, "retinanet_640": 640, "ssd_mnv2_fpnlite_320": 320, "ssdlite320": 320}
-NUM_CLASSES = {"ssd_resnet50_fpn_640": 37, "retinanet_640": 37, "ssd_mnv2_fpnlite_320": 90, "ssdlite320": 90}
-DEFAULT_BATCH = {"ssd_resnet50_fpn_640": 2, "retinanet_640": 2, "ssd_mnv2_fpnlite_320": 8, "ssdlite320": 8}
+PAIRS = [("ssd_resnet50_fpn_640", "retinanet_640"), ("ssd_mnv2_fpnlite_320", "ssdlite320"),
+         ("centernet_r50fpn_512", "keypointrcnn_512"), ("mask_rcnn_irv2_1024", "maskrcnn_1024")]
+SIZES = {"ssd_resnet50_fpn_640": 640, "retinanet_640": 640, "ssd_mnv2_fpnlite_320": 320, "ssdlite320": 320,
+         "centernet_r50fpn_512": 512, "keypointrcnn_512": 512, "mask_rcnn_irv2_1024": 1024, "maskrcnn_1024": 1024}
+NUM_CLASSES = {"ssd_resnet50_fpn_640": 37, "retinanet_640": 37, "ssd_mnv2_fpnlite_320": 90, "ssdlite320": 90,
+               "centernet_r50fpn_512": 90, "keypointrcnn_512": 90, "mask_rcnn_irv2_1024": 90, "maskrcnn_1024": 90}
+DEFAULT_BATCH = {"ssd_resnet50_fpn_640": 2, "retinanet_640": 2, "ssd_mnv2_fpnlite_320": 8, "ssdlite320": 8,
+                 "centernet_r50fpn_512": 2, "keypointrcnn_512": 2, "mask_rcnn_irv2_1024": 1, "maskrcnn_1024": 1}
+# configs derived from a shared zoo config by text substitution (written next to the run, see _config_path)
+DERIVED = {"centernet_r50fpn_512": (SHARED / "compat/tfod_configs/centernet_resnet101_v1_fpn_512x512_coco17_tpu-8.config",
+                                    'type: "resnet_v2_101"', 'type: "resnet_v1_50_fpn"')}
 TFOD_TOOL = SHARED / "tools/tfod_reference/time_tfod_train_step.py"
+
+
+def _config_path(case: str) -> Path:
+    """CONFIGS[case], or the DERIVED config written to a temporary folder (same text for odkit and TF)."""
+    if case in CONFIGS:
+        return CONFIGS[case]
+    import tempfile
+
+    source, old, new = DERIVED[case]
+    text = source.read_text()
+    if old not in text:
+        raise SystemExit(f"{source}: expected {old!r} to derive {case}")
+    path = Path(tempfile.gettempdir()) / f"odkit_bench_{case}.config"
+    path.write_text(text.replace(old, new))
+    return path
 
 
 def run_tfod(case: str, batch: int, steps: int, warmup: int, threads: int) -> dict | str:
@@ -58,7 +87,7 @@ def run_tfod(case: str, batch: int, steps: int, warmup: int, threads: int) -> di
     # a small wrapper process reports the TF process's own peak RSS (RUSAGE_CHILDREN of a fresh parent)
     wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
                "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
-    cmd = [sys.executable, "-c", wrapper, str(py), str(TFOD_TOOL), str(CONFIGS[case]), str(batch),
+    cmd = [sys.executable, "-c", wrapper, str(py), str(TFOD_TOOL), str(_config_path(case)), str(batch),
            "--warmup", str(max(1, warmup)), "--steps", str(steps)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
@@ -77,6 +106,14 @@ def _random_boxes(torch, batch: int, n: int, gen):
     return torch.cat([yx, yx + hw], dim=-1)  # normalized ymin, xmin, ymax, xmax
 
 
+def _box_masks(torch, boxes, size: int):
+    """uint8 [..., size, size] masks filling normalized yxyx boxes [..., 4]."""
+    grid = (torch.arange(size) + 0.5) / size
+    y = (grid[:, None] >= boxes[..., 0, None, None]) & (grid[:, None] < boxes[..., 2, None, None])
+    x = (grid[None, :] >= boxes[..., 1, None, None]) & (grid[None, :] < boxes[..., 3, None, None])
+    return (y & x).to(torch.uint8)
+
+
 def _autocast(torch, device, precision: str):
     if precision == "fp32":
         return torch.autocast(device.type, enabled=False)
@@ -91,7 +128,7 @@ def _odkit_step_fn(case: str, device, batch: int, torch, precision: str = "fp32"
     from odkit.protos import pipeline_pb2
     from odkit.training.optimizers import build_optimizer
 
-    cfg = text_format.Parse(CONFIGS[case].read_text(), pipeline_pb2.TrainEvalPipelineConfig())
+    cfg = text_format.Parse(_config_path(case).read_text(), pipeline_pb2.TrainEvalPipelineConfig())
     model = build_model(cfg.model, True).to(device)
     model = model.to(memory_format=torch.channels_last)  # as odkit's trainer does on CPU and GPU
     size = SIZES[case]
@@ -101,6 +138,8 @@ def _odkit_step_fn(case: str, device, batch: int, torch, precision: str = "fp32"
     gt = {"boxes": _random_boxes(torch, batch, n, gen).to(device),
           "classes": torch.randint(1, NUM_CLASSES[case] + 1, (batch, n), generator=gen).to(device),
           "weights": torch.ones(batch, n, device=device), "num_boxes": torch.full((batch,), n, device=device)}
+    if getattr(model, "predicts_masks", False):  # Mask R-CNN: each object's mask fills its box
+        gt["masks"] = _box_masks(torch, gt["boxes"].cpu(), size).to(device)
     shapes = torch.tensor([[size, size, 3]] * batch, device=device)
     # the config's optimizer, as `odkit train` builds it
     opt, _ = build_optimizer(cfg.train_config.optimizer, [p for p in model.parameters() if p.requires_grad])
@@ -127,6 +166,12 @@ def _torchvision_step_fn(case: str, device, batch: int, torch, precision: str = 
     if case == "retinanet_640":
         model = torchvision.models.detection.retinanet_resnet50_fpn(
             weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1, min_size=size, max_size=size)
+    elif case == "keypointrcnn_512":
+        model = torchvision.models.detection.keypointrcnn_resnet50_fpn(
+            weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1, min_size=size, max_size=size)
+    elif case == "maskrcnn_1024":
+        model = torchvision.models.detection.maskrcnn_resnet50_fpn(
+            weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1, min_size=size, max_size=size)
     else:
         model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
             weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1)
@@ -137,6 +182,15 @@ def _torchvision_step_fn(case: str, device, batch: int, torch, precision: str = 
     targets = [{"boxes": boxes[i].to(device),
                 "labels": torch.randint(1, NUM_CLASSES[case] + 1, (4,), generator=gen).to(device)}
                for i in range(batch)]
+    if case == "keypointrcnn_512":  # 17 visible keypoints inside each box
+        for t in targets:
+            b = t["boxes"].cpu()
+            u = torch.rand(4, 17, 2, generator=gen)
+            xy = b[:, None, :2] + u * (b[:, None, 2:] - b[:, None, :2])
+            t["keypoints"] = torch.cat([xy, torch.ones(4, 17, 1)], dim=-1).to(device)
+    if case == "maskrcnn_1024":  # each object's mask fills its box
+        for t in targets:
+            t["masks"] = _box_masks(torch, t["boxes"].cpu()[:, [1, 0, 3, 2]] / size, size).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     if compile:  # torchvision's detection models are not compile-friendly end to end: compile the backbone+FPN
         model.backbone = torch.compile(model.backbone)
@@ -162,7 +216,7 @@ def run_case(case: str, device_name: str, batch: int, steps: int, warmup: int, t
     torch.set_num_threads(threads or available_cores())  # the same for odkit and its peers
     device = torch.device(device_name)
     torch.manual_seed(0)
-    make = _odkit_step_fn if case.startswith("ssd_") else _torchvision_step_fn
+    make = _odkit_step_fn if case in CONFIGS or case in DERIVED else _torchvision_step_fn
     model, step = make(case, device, batch, torch, precision, compile)
     params = sum(p.numel() for p in model.parameters())
     for _ in range(warmup):
@@ -222,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
         show(json.loads(out.stdout.strip().splitlines()[-1]))
-        if case in CONFIGS and not args.no_tfod and args.device == "cpu":
+        if (case in CONFIGS or case in DERIVED) and not args.no_tfod and args.device == "cpu":
             r = run_tfod(case, batch, args.steps, args.warmup, args.threads)
             if isinstance(r, str):
                 print(f"{'tfod:' + case:28s} {r}", flush=True)

@@ -224,3 +224,35 @@ def test_eval_config_keypoint_metrics_through_the_accumulator() -> None:
     cfg.parameterized_metric[0].coco_keypoint_metrics.class_label = "dog"
     with pytest.raises(ConfigError, match="has no keypoints"):
         keypoint_metric_specs(cfg, lm)
+
+
+@pytest.mark.parametrize("with_bbox", [True, False])
+def test_eval_json_keypoints_equal_pycocotools(tmp_path, capsys, with_bbox) -> None:
+    """`odkit eval-json --iou_type keypoints` on COCO files = pycocotools' COCOeval(iouType="keypoints")
+    (detections without bbox: the keypoints' extent, as loadRes)."""
+    import json
+
+    from odkit.cli import main
+
+    rng = np.random.default_rng(13)
+    gt, dt = _random_case(rng, n_img=10, n_cat=2, gt_per=4, dt_per=8)
+    gt.category_list = gt.category_list[:-1]
+    ref = _pycoco(gt, dt, COCO_PERSON_SIGMAS, with_bbox=with_bbox)
+    gt_json = {"images": [{"id": int(i)} for i in gt.all_image_ids],
+               "categories": [{"id": int(c), "name": f"c{c}"} for c in gt.category_list],
+               "annotations": [{"id": j + 1, "image_id": int(gt.image_ids[j]), "category_id": int(gt.category_ids[j]),
+                                "bbox": gt.boxes[j].tolist(), "area": float(gt.areas[j]), "iscrowd": int(gt.iscrowd[j]),
+                                "keypoints": gt.keypoints[j].reshape(-1).tolist()} for j in range(len(gt.image_ids))]}
+    dets = [{"image_id": int(dt.image_ids[j]), "category_id": int(dt.category_ids[j]), "score": float(dt.scores[j]),
+             "keypoints": np.c_[dt.keypoints[j], np.ones(17)].reshape(-1).tolist(),
+             **({"bbox": dt.boxes[j].tolist()} if with_bbox else {})} for j in range(len(dt.image_ids))]
+    (tmp_path / "gt.json").write_text(json.dumps(gt_json))
+    (tmp_path / "dt.json").write_text(json.dumps(dets))
+    assert main(["eval-json", "--groundtruth", str(tmp_path / "gt.json"), "--detections", str(tmp_path / "dt.json"),
+                 "--iou_type", "keypoints", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert len(got) == 10 and got["Keypoints_Precision/mAP"] > 0.01
+    np.testing.assert_allclose(list(got.values()), ref.stats, rtol=0, atol=1e-9)
+    assert main(["eval-json", "--groundtruth", str(tmp_path / "gt.json"), "--detections", str(tmp_path / "dt.json"),
+                 "--iou_type", "keypoints", "--oks_sigmas", "0.1", "0.2"]) == 2
+    assert "sigmas" in capsys.readouterr().err

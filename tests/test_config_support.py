@@ -1,4 +1,4 @@
-"""The support registry (`odkit config check`), require_supported, diff and save."""
+"""`odkit config check` (odkit.workflows.config_check), require_supported, diff and save."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from odkit.cli import main
-from odkit.config import check, diff, load, load_text, require_supported, save, to_text
-from odkit.config.support import RULES, Honoured, Refused, Unsupported, Values, registry_problems
+from odkit.config import diff, load, load_text, save, to_text
+from odkit.config.support import ACCEPTED
 from odkit.errors import ConfigError, UnsupportedError
+from odkit.workflows.config_check import Finding, check, require_supported
 
 TEXT = """
 model { ssd {
@@ -24,76 +25,61 @@ train_config { batch_size: 4 }
 eval_input_reader { label_map_path: "x.pbtxt" tf_record_input_reader { input_path: "a" input_path: "b" } }
 """
 
-RULES_UNDER_TEST = {
-    "Ssd.num_classes": Honoured(where="tests"),
-    "SsdFeatureExtractor.type": Values(allowed={"ssd_mobilenet_v2_keras"}, where="tests"),
-    "PostProcessing.score_converter": Values(allowed={"SIGMOID"}, where="tests"),
-    "TrainConfig.batch_size": Honoured(where="tests"),
-    "InputReader.label_map_path": Refused(reason="because tests"),
-    "TFRecordInputReader.input_path": Values(allowed={"a"}, where="tests"),
-}
+
+def test_accepted_keys_name_real_fields() -> None:
+    from google.protobuf import descriptor_pool
+
+    pool = descriptor_pool.Default()
+    for key, reason in ACCEPTED.items():
+        owner, _, name = key.rpartition(".")
+        assert name in pool.FindMessageTypeByName("odkit.protos." + owner).fields_by_name, key
+        assert reason
 
 
-def test_registry_keys_name_real_fields() -> None:
-    assert registry_problems() == []
-    assert registry_problems({"Ssd.num_clases": Honoured(where="x")}) == [
-        "Ssd.num_clases: Ssd has no field num_clases"
-    ]
-    assert (
-        "not values of enum"
-        in registry_problems({"PostProcessing.score_converter": Values({"SIGMA"}, "x")})[0]
-    )
-    assert "scalar fields only" in registry_problems({"Ssd.loss": Values({1}, "x")})[0]
+DEMO = Path(__file__).resolve().parents[1] / "src" / "odkit" / "configs" / "ssd_mobilenet_v2_fpnlite_128x128_demo.config"
 
 
 def test_check_reports_each_unhonoured_set_field() -> None:
-    config = load_text(TEXT, "t.config")
-    got = {p.path: p for p in check(config, RULES_UNDER_TEST)}
+    config = load(DEMO)
+    config.model.ssd.feature_extractor.type = "ssd_inception_v2"  # refused by the extractor factory
+    config.eval_input_reader[0].load_dense_pose = True  # refused by the input builder
+    config.eval_config.eval_master = "host"  # read by nothing
+    got = {p.path: p for p in check(config).unsupported}
     assert set(got) == {
         "model.ssd.feature_extractor.type",
-        "model.ssd.similarity_calculator.iou_similarity",
-        "model.ssd.post_processing.score_converter",
-        "eval_input_reader[0].label_map_path",
-        "eval_input_reader[0].tf_record_input_reader.input_path[1]",
+        "eval_input_reader[0].load_dense_pose",
+        "eval_config.eval_master",
     }
-    assert got["model.ssd.feature_extractor.type"].value == '"ssd_efficientnet-b0_bifpn_keras"'
+    assert got["model.ssd.feature_extractor.type"].value == '"ssd_inception_v2"'
     assert "ssd_mobilenet_v2_keras" in got["model.ssd.feature_extractor.type"].reason
-    assert got["model.ssd.similarity_calculator.iou_similarity"].value == "{}"
-    assert got["model.ssd.post_processing.score_converter"].value == "SOFTMAX"
-    assert got["eval_input_reader[0].label_map_path"].reason == "because tests"
-    assert got["eval_input_reader[0].tf_record_input_reader.input_path[1]"].value == '"b"'
+    assert got["eval_input_reader[0].load_dense_pose"].value == "true"
+    assert got["eval_config.eval_master"].value == '"host"'
+    assert got["eval_config.eval_master"].kind == "not read"
 
 
-def test_honoured_message_covers_its_contents_and_empty_config_is_fine() -> None:
-    config = load_text(TEXT, "t.config")
-    assert (
-        check(
-            config,
-            {
-                "TrainEvalPipelineConfig.model": Honoured("x"),
-                "TrainEvalPipelineConfig.train_config": Honoured("x"),
-                "TrainEvalPipelineConfig.eval_input_reader": Honoured("x"),
-            },
-        )
-        == []
-    )
-    assert check(load_text("", "e")) == []
+def test_read_fields_are_honoured_and_empty_config_is_fine() -> None:
+    config = load(DEMO)
+    config.model.ssd.similarity_calculator.iou_similarity.SetInParent()  # an empty block chooses behaviour
+    config.model.ssd.post_processing.score_converter = 2  # SOFTMAX
+    config.eval_input_reader[0].tf_record_input_reader.input_path.append("b")
+    assert check(config).unsupported == []
+    assert check(load_text("", "e")).findings == []
 
 
 def test_unset_fields_are_never_reported() -> None:
-    config = load_text("train_config { batch_size: 4 }", "t")
-    assert [p.path for p in check(config, {})] == ["train_config.batch_size"]
+    config = load_text("eval_config { eval_master: 'x' }", "t")
+    assert [p.path for p in check(config).findings] == ["eval_config.eval_master"]
 
 
-def test_default_registry_reports_unknown_fields() -> None:
+def test_unknown_model_and_graph_rewriter_are_reported() -> None:
     config = load_text(
         'model { experimental_model { name: "x" } } graph_rewriter { quantization { delay: 1 } }', "t"
     )
-    problems = check(config)
+    problems = check(config).unsupported
     paths = [p.path for p in problems]
-    assert paths == ["model.experimental_model", "graph_rewriter"]
-    assert all(isinstance(p, Unsupported) and p.reason for p in problems)
-    assert RULES["TrainEvalPipelineConfig.graph_rewriter"].reason.startswith("TF1 quantization")
+    assert paths == ["model.experimental_model", "graph_rewriter.quantization.delay"]
+    assert all(isinstance(p, Finding) and p.reason for p in problems)
+    assert problems[0].kind == "refused" and problems[1].kind == "not read"
 
 
 def test_extension_inside_external_input_reader_is_refused_not_dropped() -> None:
@@ -101,7 +87,7 @@ def test_extension_inside_external_input_reader_is_refused_not_dropped() -> None
         'train_input_reader { external_input_reader { [google.Reader.ext] { path: "x" } } }', "t"
     )
     assert config.train_input_reader.HasField("external_input_reader")
-    [problem] = check(config)
+    [problem] = check(config).unsupported
     assert problem.path == "train_input_reader.external_input_reader"
     assert "tf_record_input_reader" in problem.reason
 
@@ -125,14 +111,15 @@ def test_check_cli_json_and_exit_codes(tmp_path: Path, capsys) -> None:
     bad.write_text("graph_rewriter { quantization { delay: 1 } }\n")
     assert main(["config", "check", str(bad), "--json"]) == 3
     data = json.loads(capsys.readouterr().out)
-    assert data["unsupported"][0]["path"] == "graph_rewriter"
-    assert set(data["unsupported"][0]) == {"path", "value", "reason"}
+    assert data["unsupported"][0]["path"] == "graph_rewriter.quantization.delay"
+    assert set(data["unsupported"][0]) == {"path", "value", "reason", "kind"}
     empty = tmp_path / "empty.config"
     empty.write_text("")
     assert main(["config", "check", str(empty), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"unsupported": []}
+    assert json.loads(capsys.readouterr().out) == {"unsupported": [], "accepted": [], "not_checked": [], "errors": [],
+                                                   "notes": []}
     assert main(["config", "check", str(bad)]) == 3
-    assert capsys.readouterr().out.startswith("graph_rewriter = { quantization { delay: 1 } }  (TF1")
+    assert capsys.readouterr().out.startswith("graph_rewriter.quantization.delay = 1  (not read by odkit")
 
 
 def test_diff_paths(tmp_path: Path, capsys) -> None:

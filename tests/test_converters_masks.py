@@ -124,3 +124,27 @@ def test_voc_segmentation_object_pngs(tmp_path):
     np.testing.assert_array_equal(exs["a.jpg"].masks[0], (seg == 1).astype(np.uint8))
     np.testing.assert_array_equal(exs["a.jpg"].masks[1], (seg == 2).astype(np.uint8))
     assert exs["b.jpg"].masks.shape == (2, h, w) and exs["b.jpg"].masks.sum() == 0
+
+
+def test_records_inspect_reports_and_draws_masks(tmp_path):
+    import io
+
+    from odkit.data.example import encode_detection_example
+    from odkit.data.inspect_records import draw_example, example_json, iter_examples
+    from odkit.data.tfrecord import TFRecordWriter
+
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 10), (0, 0, 0)).save(buf, format="PNG")
+    masks = np.zeros((1, 10, 20), np.uint8)
+    masks[0, 2:5, 3:9] = 1
+    path = tmp_path / "m.record"
+    with TFRecordWriter(str(path)) as w:
+        w.write(encode_detection_example(buf.getvalue(), format="png", height=10, width=20,
+                                         boxes=[[0.2, 0.15, 0.5, 0.45]], labels=[1], masks=masks))
+        w.write(encode_detection_example(buf.getvalue(), format="png", height=10, width=20,
+                                         boxes=[[0.2, 0.15, 0.5, 0.45]], labels=[1]))
+    items = list(iter_examples(str(path)))
+    assert example_json(items[0])["mask_pixels"] == [18]
+    assert "mask_pixels" not in example_json(items[1])
+    drawn = np.asarray(draw_example(items[0].example))
+    assert drawn[3, 5].any() and not drawn[8, 18].any()  # the mask is blended in, the background untouched

@@ -103,3 +103,18 @@ def test_fused_focal_loss_matches_composite_expression_and_its_gradient(monkeypa
     with pytest.raises(AssertionError):  # the comparison has teeth: a different gamma differs
         torch.testing.assert_close(L.SigmoidFocalClassificationLoss(2.0)(logits, soft, weights),
                                    L.SigmoidFocalClassificationLoss(1.5)._reference(logits, soft, weights))
+
+
+def test_cpu_float32_softplus_is_within_2e7_of_float64():
+    """The focal loss's vectorised CPU softplus (Goldberg-corrected log1p) keeps float32 accuracy everywhere:
+    large negative logits (log1p's regime, down to where the result leaves float32's normal range), around 0,
+    large positive, and the infinities."""
+    x = torch.cat([torch.linspace(-87.0, 104.0, 200_001), torch.tensor([0.0, -1e-8, 1e-8, 20.0, 89.0])])
+    ref = torch.nn.functional.softplus(x.double())
+    got = L.softplus(x)
+    assert got.dtype == torch.float32
+    rel = ((got.double() - ref).abs() / ref.clamp(min=1e-300)).max().item()
+    assert rel < 2.5e-7, rel
+    assert rel > 0 or not torch.equal(got, torch.nn.functional.softplus(x))  # a different, vectorised formula
+    inf = L.softplus(torch.tensor([float("inf"), float("-inf"), float("nan")]))
+    assert inf[0].item() == float("inf") and inf[1].item() == 0.0 and torch.isnan(inf[2])

@@ -57,6 +57,19 @@ def test_gather_based_on_match():
     assert out.tolist() == [[[2, 2], [9, 9], [-5, -5], [1, 1]]]
 
 
+def test_gather_based_on_match_batched_shapes_and_empty_groundtruth():
+    g = torch.Generator().manual_seed(0)
+    for extra in ((), (4,), (3, 5)):
+        values = torch.randn(3, 6, *extra, generator=g)
+        matches = torch.randint(-2, 6, (3, 40), generator=g)
+        un, ig = torch.randn(extra, generator=g), 7.0
+        ref = torch.stack([torch.stack([values[i, j] if j >= 0 else (un if j == -1 else torch.full_like(un, ig))
+                                        for j in matches[i].tolist()]) for i in range(3)])
+        assert torch.equal(gather_based_on_match(values, matches, un, ig), ref)
+    empty = gather_based_on_match(torch.zeros(2, 0, 4), torch.tensor([[-1, -2], [-2, -1]]), torch.ones(4), 0.0)
+    assert empty.tolist() == [[[1.0] * 4, [0.0] * 4], [[0.0] * 4, [1.0] * 4]]
+
+
 def test_target_assigner_batched():
     anchors = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.0, 0.5, 0.5, 1.0]])
     gt_boxes = torch.tensor(

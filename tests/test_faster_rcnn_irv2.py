@@ -43,7 +43,10 @@ def test_irv2_matches_tf_keras_layout(stride, one_thread):
 def test_mask_rcnn_irv2_zoo_config_builds_trains_and_predicts(compat_dir, one_thread):
     from odkit.builders.model_builder import build_model
     from odkit.config import load
-    from odkit.config.support import check
+    from odkit.workflows.config_check import check as check_config
+
+    def check(config):  # the unsupported findings (odkit config check)
+        return check_config(config).unsupported
 
     cfg = load(str(compat_dir / "tfod_configs" / "mask_rcnn_inception_resnet_v2_1024x1024_coco17_gpu-8.config"))
     assert check(cfg) == []
@@ -90,8 +93,28 @@ def test_atrous_resnet_proposal_features_at_stride_8(one_thread):
 
 def test_tf1_atrous_configs_are_honoured(compat_dir):
     from odkit.config import load
-    from odkit.config.support import check
+    from odkit.workflows.config_check import check as check_config
+
+    def check(config):  # the unsupported findings (odkit config check)
+        return check_config(config).unsupported
 
     for name in ("faster_rcnn_inception_resnet_v2_atrous_coco.config", "faster_rcnn_resnet101_atrous_coco.config",
                  "mask_rcnn_resnet101_pets.config"):
         assert check(load(str(compat_dir / "tfod_configs" / "tf1" / name))) == [], name
+
+
+def test_irv2_tf_mapping_covers_every_tensor_once():
+    """The Keras-order name mapping fills every backbone tensor exactly once; TF's sub-models have 342 and 106
+    layers with weights (measured on TF's FasterRCNNInceptionResnetV2KerasFeatureExtractor)."""
+    from odkit.tfcompat.mapping.backbones import (
+        inception_resnet_v2_keras_layers,
+        inception_resnet_v2_keras_maps,
+    )
+
+    assert len(inception_resnet_v2_keras_layers("proposal")) == 342
+    assert len(inception_resnet_v2_keras_layers("box_classifier")) == 106
+    net = InceptionResNetV2()
+    names = [m[0] for part in ("proposal", "box_classifier") for m in inception_resnet_v2_keras_maps("", "tf", part)]
+    assert len(names) == len(set(names))
+    keys = {k for k in net.state_dict() if not k.endswith("num_batches_tracked")}
+    assert set(names) == keys

@@ -8,6 +8,7 @@ package and from packages in lower layers; never from a higher layer or from a s
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # Lowest first. One row = one layer; packages in the same row do not import each other.
 LAYERS: list[set[str]] = [
     {"odkit.version", "odkit.errors", "odkit.protos"},
-    {"odkit.runtime", "odkit.fileio", "odkit.devices", "odkit.drawing"},
+    {"odkit.runtime", "odkit.fileio", "odkit.devices", "odkit.drawing", "odkit.masks"},
     {"odkit.config"},
     {"odkit.data"},
     {"odkit.inference"},  # runtime on exported models: numpy, Pillow, onnxruntime; no torch
@@ -78,6 +79,7 @@ def _layer_of(module: str) -> tuple[int, str]:
     return best
 
 
+@functools.cache
 def _graph() -> dict[str, set[tuple[str, int]]]:
     mods = _modules()
     return {name: _imports(name, path, set(mods)) for name, path in mods.items()}

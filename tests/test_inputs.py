@@ -260,6 +260,18 @@ def test_collate_pads_mixed_sizes_and_realigns_boxes() -> None:
     assert batch["groundtruth"]["num_boxes"].tolist() == [1, 1]
 
 
+def test_collate_batches_channels_last_with_the_same_values() -> None:
+    g = torch.Generator().manual_seed(0)
+    chw = [torch.randint(0, 256, (3, 6, 5), dtype=torch.uint8, generator=g) for _ in range(3)]
+    exs = [{"image": im if i % 2 else im.permute(1, 2, 0).contiguous().permute(2, 0, 1),  # both layouts in
+            "true_image_shape": torch.tensor([6, 5, 3]), "boxes": torch.zeros((0, 4)),
+            "classes": torch.zeros((0,), dtype=torch.int64), "weights": torch.zeros((0,)),
+            "original_size": torch.tensor([6, 5]), "source_id": str(i), "filename": ""} for i, im in enumerate(chw)]
+    images = collate_examples(exs, max_boxes=2)["images"]
+    assert torch.equal(images, torch.stack(chw))
+    assert images.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_preview_writes_a_grid(records: str, tmp_path: Path) -> None:
     import argparse
 

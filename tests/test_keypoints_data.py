@@ -42,7 +42,7 @@ def coco_keypoints(shared_dir, tmp_path):
         w, h = Image.open(image_dir / name).size
         images.append({"id": i, "file_name": name, "width": w, "height": h})
         anns += [_person(rng, w, h, 10 * i + j, i) for j in range(2)]
-    anns.append({"id": 99, "image_id": 1, "category_id": 2, "bbox": [5, 5, 30, 30], "iscrowd": 0})
+    anns.append({"id": 99, "image_id": 1, "category_id": 2, "bbox": [5, 5, 30, 30], "iscrowd": 0, "area": 700.0})
     data = {"images": images, "annotations": anns,
             "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(COCO_KEYPOINTS),
                             "skeleton": [[16, 14], [14, 12]]}, {"id": 2, "name": "cat"}]}
@@ -73,6 +73,9 @@ def test_coco_keypoints_to_tfrecord_to_inspect_json(coco_keypoints, tmp_path, ca
             assert vis == triples[:, 2].astype(int).tolist()
             np.testing.assert_allclose(np.asarray(got), np.stack([triples[:, 1] / h, triples[:, 0] / w], 1),
                                        atol=1e-6)
+    assert main(["records", "inspect", f"{out}-00000-of-00001"]) == 0
+    labelled = sum(1 for a in data["annotations"] for v in a.get("keypoints", [])[2::3] if v)
+    assert f"keypoints: 7 objects x 17, {labelled} labelled" in capsys.readouterr().out
     # the drawing shows them: a labelled keypoint's pixel takes the class colour
     draw_dir = tmp_path / "drawn"
     assert main(["records", "inspect", f"{out}-00000-of-00001", "--draw", "1", "--out", str(draw_dir)]) == 0
@@ -184,3 +187,7 @@ def test_input_loader_gives_keypoints_only_when_asked(coco_keypoints, tmp_path) 
     plain = next(iter(build_input_loader(cfg.train_input_reader, cfg.model, cfg.train_config, is_training=True,
                                          batch_size=3, num_workers=0)))["groundtruth"]
     assert "keypoints" not in plain and "keypoint_visibilities" not in plain
+    # image/object/area (the COCO annotation area, as TF's converter) and is_crowd reach the groundtruth for eval
+    areas = [a["area"] for a in data["annotations"] if a["image_id"] == 1]
+    np.testing.assert_allclose(plain["area"][0, :3].numpy(), areas, rtol=1e-6)
+    assert plain["is_crowd"].dtype == torch.bool and not plain["is_crowd"].any()

@@ -10,8 +10,8 @@ from google.protobuf import text_format
 from torch import nn
 
 from odkit.builders.faster_rcnn_builder import build_faster_rcnn
-from odkit.core.masks import reframe_box_masks_to_image_masks
 from odkit.errors import UnsupportedError
+from odkit.masks import reframe_box_masks_to_image_masks
 from odkit.models.faster_rcnn_heads import MaskRCNNMaskHead, mask_conv_depth
 from odkit.models.hyperparams import default_hyperparams
 from odkit.protos import faster_rcnn_pb2

@@ -177,3 +177,24 @@ def test_traced_tf_resize_follows_the_input_size() -> None:
     traced = torch.jit.trace(r, torch.rand(1, 3, 12, 10) * 255)
     other = torch.rand(1, 3, 21, 17) * 255
     assert torch.allclose(traced(other)[0], r(other)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("in_hw,out_hw", [((375, 500), (640, 640)), ((640, 480), (128, 128)), ((17, 29), (20, 30)),
+                                          ((9, 7), (9, 7))])
+def test_loader_legacy_bilinear_is_bit_identical_to_the_float_forward(in_hw, out_hw) -> None:
+    """The data loader's channels-last TF-legacy bilinear path gives exactly forward()'s values, rounded."""
+    from odkit.inputs.resizers import resize_bilinear_tf_legacy, resize_bilinear_tf_legacy_hwc
+
+    g = torch.Generator().manual_seed(1)
+    hwc = torch.randint(0, 256, (*in_hw, 3), dtype=torch.uint8, generator=g)
+    for img in (hwc.permute(2, 0, 1), hwc.permute(2, 0, 1).contiguous()):  # decoder layout and plain CHW
+        r = FixedShapeResizer(*out_hw)
+        fast, shape = r.resize_uint8(img)
+        ref, ref_shapes = r(img[None].float())
+        assert torch.equal(fast, ref[0].round().clamp(0, 255).to(torch.uint8))
+        assert shape.tolist() == ref_shapes[0].tolist() == [*out_hw, 3]
+        if in_hw != out_hw:
+            assert fast.permute(1, 2, 0).is_contiguous()  # channels-last memory for the collate
+    x = torch.rand(*in_hw, 3, generator=g) * 255
+    assert torch.equal(resize_bilinear_tf_legacy_hwc(x, out_hw).permute(2, 0, 1),
+                       resize_bilinear_tf_legacy(x.permute(2, 0, 1)[None], out_hw)[0])

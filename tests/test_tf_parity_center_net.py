@@ -3,19 +3,31 @@
 raw_detection_scores in its sanity printout; too large to ship): every subfolder of `$ODKIT_TFOD_FIXTURES`
 whose pipeline.config is a center_net; skipped without.
 
-Made with (TF venv, see the tool's README):
-  sed -e 's/type: "resnet_v2_101"/type: "resnet_v1_50_fpn"/' -e 's/num_classes: 90/num_classes: 37/' \
-      ../shared/compat/tfod_configs/centernet_resnet101_v1_fpn_512x512_coco17_tpu-8.config > cn_r50fpn.config
-  make_tfod_reference.py cn_r50fpn.config $ODKIT_TFOD_FIXTURES/centernet_resnet50_v1_fpn_512 \
+Made with (TF venv, see the tool's README), for each of
+  centernet_resnet50_v1_fpn_512: centernet_resnet101_v1_fpn_512x512_coco17_tpu-8.config with
+      type "resnet_v1_50_fpn", num_classes 37;
+  centernet_r50v2: the same with type "resnet_v2_50";
+  centernet_r18fpn: the same with type "resnet_v1_18_fpn", min/max_dimension 256;
+  centernet_hg10: centernet_hourglass104_512x512_coco17_tpu-8.config with type "hourglass_10",
+      num_classes 37, min/max_dimension 256; centernet_hg10_dw: the same with use_depthwise: true (heads);
+  centernet_hg104_128: centernet_hourglass104_512x512_coco17_tpu-8.config with num_classes 37,
+      min/max_dimension 128 (Hourglass-104 itself: 2 feature outputs, intermediate layers; 733 MB);
+  centernet_mnv2_fpn_sep: the ResNet config with type "mobilenet_v2_fpn_sep_conv", depth_multiplier 0.5,
+      upsampling_interpolation "bilinear", num_classes 37, min/max_dimension 256 (depth_multiplier 1.0 makes
+      the TF OD API download ImageNet weights); centernet_mnv2: the same with type "mobilenet_v2" (no FPN);
+  make_tfod_reference.py CONFIG $ODKIT_TFOD_FIXTURES/NAME \
       oxford_pets_subset/images/Abyssinian_1.jpg oxford_pets_subset/images/american_bulldog_141.jpg
 
 Checks (measured on that fixture, machine loaded):
-- preprocess from the uint8 images (keep_aspect_ratio_resizer + caffe normalisation): max diff 0.0;
+- preprocess from the uint8 images (keep_aspect_ratio_resizer + the extractor's normalisation): <= 1e-4
+  (measured 0.0 for the ResNet50 v1 FPN caffe normalisation);
 - the TF checkpoint maps completely (every model variable consumed, every odkit tensor filled);
-- eval predict from TF's preprocessed batch (ResNet-50 v1 FPN chained): max|odkit - TF| <= 1e-4 * max|TF|
-  (measured 3.4e-6 .. 4.2e-6);
+- eval predict from TF's preprocessed batch (chained through the extractor and heads, every feature output):
+  max|odkit - TF| <= 1e-4 * max|TF| (measured: ResNet50 v1 FPN 3.4e-6 .. 4.2e-6, ResNet18 v1 FPN 1.2e-6 .. 1.3e-6, ResNet50 v2 2.7e-5 .. 4.1e-5,
+  Hourglass-10 1.5e-6 .. 1.9e-6, Hourglass-104 5.5e-6 .. 9.8e-6, MobileNet v2 FPN sep-conv 7.6e-7 .. 9.4e-7, MobileNet v2 2.8e-5 .. 4.1e-5, separable heads 1.2e-6 .. 1.7e-6);
 - postprocess on TF's own eval predictions: scores within 1e-6, boxes within 1e-6, classes equal (measured
-  identical up to 3.6e-7);
+  identical up to 3.6e-7 on ResNet50 v1 FPN; on the ResNet v2 fixture 2 pairs of peaks with scores 1 ulp apart
+  come out swapped, see the test);
 - losses on TF's own training-mode predictions with the fixture's groundtruth: within 1e-5 relative
   (measured equal).
 Not asserted: training-mode predict chained from the same batch differs from TF by ~1e-3 of scale while odkit
@@ -78,7 +90,8 @@ def fx(request):
     shapes = torch.from_numpy(ref["eval/preprocess/true_image_shapes"]).long()
     with torch.no_grad():
         pred = model.predict(x)
-    return {"ref": ref, "model": model, "plan": plan, "ckpt": ckpt, "pred": pred, "shapes": shapes}
+    return {"ref": ref, "model": model, "plan": plan, "ckpt": ckpt, "pred": pred, "shapes": shapes,
+            "config": config}
 
 
 def test_every_variable_consumed_and_every_tensor_filled(fx):
@@ -87,23 +100,48 @@ def test_every_variable_consumed_and_every_tensor_filled(fx):
     assert len(plan.maps) == len([k for k in fx["ckpt"].variables() if k.startswith("model/")])
 
 
+def _outputs(ref: dict, prefix: str, key: str) -> list[np.ndarray]:
+    out, i = [], 0
+    while f"{prefix}/{key}_{i}" in ref:
+        out.append(ref[f"{prefix}/{key}_{i}"])
+        i += 1
+    return out
+
+
 def test_eval_predict_matches_tf(fx):
     for k in HEADS:
-        ours = fx["pred"][k][-1].permute(0, 2, 3, 1).numpy()
-        assert _rel(ours, fx["ref"][f"eval/predict/{k}_0"]) <= 1e-4, k
+        tf = _outputs(fx["ref"], "eval/predict", k)
+        assert len(tf) == fx["pred"][k].shape[0] > 0
+        for i, t in enumerate(tf):
+            assert _rel(fx["pred"][k][i].permute(0, 2, 3, 1).numpy(), t) <= 1e-4, (k, i)
 
 
 def test_postprocess_matches_tf(fx):
+    """Same ranked detections; where TF's and torch's sigmoid round a score differently by an ulp, two peaks
+    whose scores differ by < 1e-6 may come out swapped: each TF detection must then match an odkit detection
+    of the same class and box whose score is within 1e-6."""
     ref = fx["ref"]
-    pred = {k: _nchw(ref[f"eval/predict/{k}_0"])[None] for k in HEADS}
+    pred = {k: torch.stack([_nchw(a) for a in _outputs(ref, "eval/predict", k)]) for k in HEADS}
     with torch.no_grad():
         det = fx["model"].postprocess(pred, fx["shapes"])
     np.testing.assert_allclose(det["detection_scores"].numpy(), ref["eval/postprocess/detection_scores"], atol=1e-6)
-    np.testing.assert_allclose(det["detection_boxes"].numpy(), ref["eval/postprocess/detection_boxes"], atol=1e-6)
-    np.testing.assert_array_equal(det["detection_classes"].numpy(), ref["eval/postprocess/detection_classes"] + 1)
     np.testing.assert_array_equal(det["num_detections"].numpy(), ref["eval/postprocess/num_detections"])
-    np.testing.assert_allclose(det["detection_multiclass_scores"].numpy(),
-                               ref["eval/postprocess/detection_multiclass_scores"], atol=1e-6)
+    boxes, classes = det["detection_boxes"].numpy(), det["detection_classes"].numpy() - 1
+    multi = det["detection_multiclass_scores"].numpy()
+    tf_boxes, tf_classes = ref["eval/postprocess/detection_boxes"], ref["eval/postprocess/detection_classes"]
+    tf_multi = ref["eval/postprocess/detection_multiclass_scores"]
+    scores = det["detection_scores"].numpy()
+    swaps = 0
+    for b in range(boxes.shape[0]):
+        for i in range(boxes.shape[1]):
+            if classes[b, i] == tf_classes[b, i] and np.abs(boxes[b, i] - tf_boxes[b, i]).max() <= 1e-6:
+                np.testing.assert_allclose(multi[b, i], tf_multi[b, i], atol=1e-6)
+                continue
+            near = np.abs(scores[b] - scores[b, i]) < 1e-6
+            same = (classes[b] == tf_classes[b, i]) & (np.abs(boxes[b] - tf_boxes[b, i]).max(-1) <= 1e-6)
+            assert (near & same).any(), (b, i, tf_boxes[b, i], tf_classes[b, i])
+            swaps += 1
+    assert swaps <= 0.1 * boxes.shape[0] * boxes.shape[1]
 
 
 def test_losses_match_tf(fx):
@@ -117,22 +155,18 @@ def test_losses_match_tf(fx):
         classes[i, :k] = torch.from_numpy(ref[f"groundtruth/class_ids_{i}"].astype(np.int64))
         weights[i, :k] = torch.from_numpy(ref[f"groundtruth/weights_{i}"])
     gt = {"boxes": boxes, "classes": classes, "weights": weights, "num_boxes": (classes > 0).sum(1)}
-    pred = {k: _nchw(ref[f"train/predict/{k}_0"])[None] for k in HEADS}
+    pred = {k: torch.stack([_nchw(a) for a in _outputs(ref, "train/predict", k)]) for k in HEADS}
     losses = fx["model"].loss(pred, gt, fx["shapes"])
     for k in ("Loss/object_center", "Loss/box/scale", "Loss/box/offset"):
         assert float(losses[k]) == pytest.approx(float(ref[f"train/loss/{k}"]), rel=1e-5), k
 
 
 def test_preprocess_from_uint8_images_matches_tf(fx):
-    """The config's keep_aspect_ratio_resizer (pad to 512) + the Keras ResNet caffe preprocessing: exact."""
-    from odkit.config import load
+    """The config's keep_aspect_ratio_resizer (padded) + the extractor's normalisation."""
     from odkit.inputs.resizers import build_image_resizer
 
     ref = fx["ref"]
-    config = load(FIXTURES[0] / "pipeline.config") if len(FIXTURES) == 1 else None
-    if config is None:
-        pytest.skip("one fixture expected for this check")
-    resizer = build_image_resizer(config.model.center_net.image_resizer)
+    resizer = build_image_resizer(fx["config"].model.center_net.image_resizer)
     for i in range(ref["eval/preprocess/preprocessed_inputs"].shape[0]):
         image = torch.from_numpy(ref[f"input/image_{i}_uint8"]).permute(2, 0, 1)[None].float()
         with torch.no_grad():

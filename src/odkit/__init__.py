@@ -14,6 +14,8 @@ __all__ = ["__version__", "train", "Detector"]
 
 
 def __getattr__(name: str) -> Any:
+    # Imported on first use, not at module level: every `import odkit.<anything>` runs this file first, and
+    # `odkit predict` / odkit.Detector must run without torch (odkit.train pulls it in).
     if name == "train":
         from odkit.workflows.train import train
 

@@ -1,4 +1,4 @@
-"""Boxes, class names, scores and keypoints drawn on images, and the class colour palette: the one drawing
+"""Boxes, class names, scores, keypoints and instance masks drawn on images, and the class colour palette: the one drawing
 module (numpy + Pillow only), used by predict, eval pictures, `records inspect --draw` and `records preview`."""
 
 from __future__ import annotations
@@ -34,8 +34,12 @@ def draw_boxes(
     scores: Sequence[float] | np.ndarray | None = None,
     class_names: Mapping[int, str] | None = None,
     line_width: int | None = None,
+    labels: Sequence[str | None] | None = None,
 ) -> Image.Image:
-    """Return an RGB copy of ``image`` with normalized [ymin, xmin, ymax, xmax] boxes and labels drawn."""
+    """Return an RGB copy of ``image`` with normalized [ymin, xmin, ymax, xmax] boxes and labels drawn.
+
+    A box's label is ``labels[i]`` when given (and not empty), else its class name (``class_names``) or id, plus
+    the score when ``scores`` are given. Boxes with non-finite coordinates (corrupt records) are not drawn."""
     img = Image.fromarray(np.asarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
     img = img.convert("RGB").copy()
     w, h = img.size
@@ -44,11 +48,14 @@ def draw_boxes(
     draw = ImageDraw.Draw(img)
     boxes_arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     for i, (ymin, xmin, ymax, xmax) in enumerate(boxes_arr):
+        if not np.isfinite(boxes_arr[i]).all():
+            continue
         cid = int(class_ids[i])
         color = color_for(cid)
         x0, y0, x1, y1 = xmin * w, ymin * h, xmax * w, ymax * h
         draw.rectangle([x0, y0, max(x0, x1), max(y0, y1)], outline=color, width=lw)
-        label = (class_names or {}).get(cid, str(cid))
+        given = labels[i] if labels is not None and i < len(labels) else None
+        label = given or (class_names or {}).get(cid, str(cid))
         if scores is not None:
             label = f"{label} {float(scores[i]):.0%}"
         tb = draw.textbbox((0, 0), label, font=font)
@@ -89,3 +96,17 @@ def draw_keypoints(
             if ok[i, k]:
                 draw.ellipse([x - r, y - r, x + r, y + r], fill=color, outline=(255, 255, 255))
     return image
+
+
+def draw_masks(
+    image: np.ndarray | Image.Image, masks: Sequence[np.ndarray], class_ids: Sequence[int], alpha: float = 0.45
+) -> Image.Image:
+    """Return an RGB copy of ``image`` with binary [H, W] masks blended in their class colours."""
+    img = Image.fromarray(np.asarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
+    pixels = np.asarray(img.convert("RGB"), dtype=np.float32).copy()
+    for mask, cid in zip(masks, class_ids):
+        on = np.asarray(mask, dtype=bool)
+        if on.shape != pixels.shape[:2]:
+            raise ValueError(f"mask shape {on.shape} differs from the image {pixels.shape[:2]}")
+        pixels[on] = (1 - alpha) * pixels[on] + alpha * np.asarray(color_for(int(cid)), np.float32)
+    return Image.fromarray(np.round(pixels).astype(np.uint8))

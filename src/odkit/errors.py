@@ -43,7 +43,17 @@ class DataError(OdkitError):
 
 
 class UnsupportedError(OdkitError):
-    """A config field or value that odkit does not implement (see `odkit config check`)."""
+    """A config field or value that odkit does not implement (see `odkit config check`).
+
+    ``where`` is the field's dotted config path. ``substitute`` (optional) is a supported value that
+    `odkit config check` puts in its place to go on building and judge the fields behind it (otherwise
+    the field is cleared).
+    """
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None,
+                 substitute: object = None) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.substitute = substitute
 
 
 # The input a command is working on right now (a file, a record, an image), for the CLI's last-resort

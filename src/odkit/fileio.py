@@ -94,6 +94,20 @@ def _write_error(path: Path, exc: OSError) -> OdkitError:
 
 
 @contextlib.contextmanager
+def _replace_when_done(tmp: Path, path: Path) -> Iterator[None]:
+    """The block writes ``tmp``; then ``tmp`` is renamed to ``path``. On any failure ``tmp`` is removed (an OSError
+    becomes one line naming ``path``)."""
+    try:
+        yield
+        os.replace(tmp, path)
+    except BaseException as exc:
+        _remove(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
+        raise
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, suffix: str = "",
                  encoding: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on success fsync and rename it to ``path``, else remove it.
@@ -110,17 +124,10 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, suffix: str 
         f = open(tmp, mode, encoding=encoding if "b" not in mode else None)  # noqa: SIM115
     except OSError as exc:
         raise _write_error(p, exc) from None
-    try:
-        with f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException as exc:
-        _remove(tmp)
-        if isinstance(exc, OSError):
-            raise _write_error(p, exc) from None
-        raise
+    with _replace_when_done(tmp, p), f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
     fsync_dir(p.parent)
 
 
@@ -138,15 +145,9 @@ def atomic_save(path: str | os.PathLike[str], save: Any, *, suffix: str | None =
     """``save(tmp_path)`` for writers that want a path (matplotlib, Pillow); then the atomic rename."""
     p = Path(path)
     tmp = temp_name(p, p.suffix if suffix is None else suffix)
-    try:
+    with _replace_when_done(tmp, p):
         p.parent.mkdir(parents=True, exist_ok=True)
         save(tmp)
-        os.replace(tmp, p)
-    except BaseException as exc:
-        _remove(tmp)
-        if isinstance(exc, OSError):
-            raise _write_error(p, exc) from None
-        raise
 
 
 @contextlib.contextmanager
@@ -240,6 +241,32 @@ def removing_created_dirs(*paths: str | os.PathLike[str] | None) -> Iterator[Non
             with contextlib.suppress(OSError):
                 q.rmdir()
         raise
+
+
+def list_entries(folder: str | os.PathLike[str]) -> set[str] | None:
+    """Names in ``folder`` (None when it does not exist), to compare with after a run (remove_new_entries)."""
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return set()
+
+
+def remove_new_entries(folder: str | os.PathLike[str], before: set[str] | None) -> None:
+    """Remove what a failed run created in ``folder`` since ``before = list_entries(folder)`` (and the folder
+    itself if the run created it)."""
+    folder = Path(folder)
+    for name in (list_entries(folder) or set()) - (before or set()):
+        p = folder / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+    if before is None:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 # ----------------------------------------------------------------------------------------------------------

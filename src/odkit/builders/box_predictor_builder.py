@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from odkit.builders.hyperparams_builder import build_conv_hyperparams
 from odkit.errors import UnsupportedError
+from odkit.models.heads.convolutional import ConvolutionalBoxPredictor
+from odkit.models.heads.weight_shared import WeightSharedConvolutionalBoxPredictor
 
 
 def build_ssd_box_predictor(proto, in_channels: list[int], num_anchors: list[int], num_class_slots: int, *,
@@ -11,7 +13,6 @@ def build_ssd_box_predictor(proto, in_channels: list[int], num_anchors: list[int
     """convolutional_box_predictor or weight_shared_convolutional_box_predictor (TF OD API fields)."""
     kind = proto.WhichOneof("box_predictor_oneof")
     if kind == "weight_shared_convolutional_box_predictor":
-        from odkit.models.heads.weight_shared import WeightSharedConvolutionalBoxPredictor
         p = proto.weight_shared_convolutional_box_predictor
         w = f"{where}.{kind}"
         _refuse_common(p, w)
@@ -35,7 +36,6 @@ def build_ssd_box_predictor(proto, in_channels: list[int], num_anchors: list[int
             apply_hyperparams_to_heads=p.apply_conv_hyperparams_to_heads,
             apply_hyperparams_pointwise=p.apply_conv_hyperparams_pointwise)
     if kind == "convolutional_box_predictor":
-        from odkit.models.heads.convolutional import ConvolutionalBoxPredictor
         p = proto.convolutional_box_predictor
         w = f"{where}.{kind}"
         _refuse_common(p, w)

@@ -8,8 +8,9 @@ upsampling_interpolation for the MobileNet v2 FPN types), image_resizer (input p
 peak_max_pool_kernel_size, center_head_params), object_detection_task (task/offset/scale loss weights,
 localization_loss, scale/offset_head_params), post_processing (batch_non_max_suppression).
 
-Refused by name (UnsupportedError): keypoint_estimation_task / keypoint_label_map_path /
-keypoint_weights_for_center (the keypoint task plugs in here: build it into `tasks` after the detection task),
+keypoint_estimation_task / keypoint_label_map_path: `odkit.builders.center_net_keypoint_builder` (tasks after
+the detection task).
+Refused by name (UnsupportedError): keypoint_weights_for_center (keypoint-derived centres),
 deepmac_mask_estimation (DeepMAC), mask_estimation_task, densepose_estimation_task, track_estimation_task,
 temporal_offset_task, use_labeled_classes, output_prediction_dict, a config without object_detection_task,
 feature extractor types other than `odkit.models.center_net_feature_extractors.SUPPORTED`, and feature-extractor
@@ -53,10 +54,6 @@ def _refuse(cn) -> None:
     for name, reason in OTHER_TASKS.items():
         if cn.HasField(name):
             raise UnsupportedError(reason, where=f"{WHERE}.{name}", hint="remove it")
-    if len(cn.keypoint_estimation_task) or cn.keypoint_label_map_path:
-        name = "keypoint_estimation_task" if len(cn.keypoint_estimation_task) else "keypoint_label_map_path"
-        raise UnsupportedError("CenterNet keypoint estimation is not implemented yet", where=f"{WHERE}.{name}",
-                               hint="remove the keypoint task to train boxes only")
     oc = cn.object_center_params
     if len(oc.keypoint_weights_for_center):
         raise UnsupportedError("keypoint_weights_for_center needs keypoint estimation, not implemented yet",
@@ -82,6 +79,7 @@ def _refuse(cn) -> None:
 
 def build_feature_extractor(fe, where: str = f"{WHERE}.feature_extractor"):
     from odkit.models.center_net_feature_extractors import (
+        MOBILENET_V2,
         MOBILENET_V2_FPN,
         SUPPORTED,
         build_center_net_extractor,
@@ -100,16 +98,18 @@ def build_feature_extractor(fe, where: str = f"{WHERE}.feature_extractor"):
         raise UnsupportedError("feature_extractor.use_depthwise has no effect in the TF OD API's CenterNet extractors",
                                where=f"{where}.use_depthwise",
                                hint="remove it (use_separable_conv for mobilenet_v2_fpn; center_net.use_depthwise for the heads)")
+    unused = [("use_separable_conv", False), ("upsampling_interpolation", "nearest")]
+    if kind not in MOBILENET_V2:
+        unused.append(("depth_multiplier", 1.0))
     if kind not in MOBILENET_V2_FPN:
-        for name, default in (("depth_multiplier", 1.0), ("use_separable_conv", False),
-                              ("upsampling_interpolation", "nearest")):
+        for name, default in unused:
             if fe.HasField(name) and getattr(fe, name) != default:
                 raise UnsupportedError(f"{name} is not used by the {kind} feature extractor", where=f"{where}.{name}",
                                        hint="remove it (only mobilenet_v2_fpn uses it)")
     elif fe.upsampling_interpolation not in ("nearest", "bilinear"):
         raise UnsupportedError(f"upsampling_interpolation {fe.upsampling_interpolation!r} is not supported",
                                where=f"{where}.upsampling_interpolation", hint="use nearest or bilinear")
-    elif fe.depth_multiplier <= 0:
+    if fe.depth_multiplier <= 0:
         raise UnsupportedError("depth_multiplier must be > 0", where=f"{where}.depth_multiplier")
     return build_center_net_extractor(
         kind, channel_means=list(fe.channel_means), channel_stds=list(fe.channel_stds),
@@ -151,7 +151,9 @@ def build_center_net(cn, is_training: bool):
                                hint="use penalty_reduced_logistic_focal_loss { alpha: 2.0 beta: 4.0 }")
     center_loss = build_classification_loss(oc.classification_loss, f"{where_oc}.classification_loss")
     extractor = build_feature_extractor(cn.feature_extractor)
-    tasks = [build_object_detection_task(cn.object_detection_task)]
+    from odkit.builders.center_net_keypoint_builder import build_keypoint_tasks
+
+    tasks = [build_object_detection_task(cn.object_detection_task), *build_keypoint_tasks(cn, _head)]
     nms_fn = None
     if cn.HasField("post_processing"):
         pp = cn.post_processing

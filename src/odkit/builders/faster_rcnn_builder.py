@@ -14,8 +14,21 @@ already resized with the image).
 
 from __future__ import annotations
 
+from odkit.builders import anchor_generator_builder, losses_builder, post_processing_builder
+from odkit.builders.hyperparams_builder import build_conv_hyperparams
 from odkit.builders.input_size import fixed_input_size
+from odkit.config.validate import FPN_EXTRACTOR_DEFAULT_LEVELS, pyramid_levels
 from odkit.errors import UnsupportedError
+from odkit.models.faster_rcnn import FasterRcnnConfig, FasterRCNNMetaArch
+from odkit.models.faster_rcnn_feature_extractors import (
+    FPN_TYPES,
+    INCEPTION_RESNET_V2_TYPES,
+    RESNET_TYPES,
+    InceptionResNetV2FasterRcnnFeatureExtractor,
+    ResNetFasterRcnnFeatureExtractor,
+    ResNetFpnFasterRcnnFeatureExtractor,
+)
+from odkit.models.faster_rcnn_heads import MaskRCNNBoxPredictor, MaskRCNNMaskHead, RPNHead
 
 WHERE = "model.faster_rcnn"
 
@@ -63,12 +76,7 @@ def _refuse(frcnn) -> None:
 
 
 def _fc_hyperparams(proto, where: str):
-    from odkit.builders.hyperparams_builder import build_conv_hyperparams
-
-    copy = type(proto)()
-    copy.CopyFrom(proto)
-    copy.ClearField("op")
-    return build_conv_hyperparams(copy, where)
+    return build_conv_hyperparams(proto, where)  # `op` does not change anything (see hyperparams_builder)
 
 
 def _pooled_size(frcnn) -> int:
@@ -76,17 +84,13 @@ def _pooled_size(frcnn) -> int:
     return (size - k) // st + 1 if k > 0 and st > 0 else size
 
 
-def _feature_extractor(frcnn, is_training: bool):
-    from odkit.builders.hyperparams_builder import build_conv_hyperparams
-    from odkit.models.faster_rcnn_feature_extractors import (
-        FPN_TYPES,
-        INCEPTION_RESNET_V2_TYPES,
-        RESNET_TYPES,
-        InceptionResNetV2FasterRcnnFeatureExtractor,
-        ResNetFasterRcnnFeatureExtractor,
-        ResNetFpnFasterRcnnFeatureExtractor,
-    )
+def _fpn_levels(feature_extractor) -> tuple[int, int]:
+    """(min_level, max_level) of the FPN: odkit.config.validate.pyramid_levels, the one reader of fpn.min_level
+    (the fpn block's levels as TF, else TF's Faster R-CNN FPN extractor defaults 2 and 6)."""
+    return pyramid_levels(feature_extractor, "faster_rcnn") or FPN_EXTRACTOR_DEFAULT_LEVELS["faster_rcnn"]
 
+
+def _feature_extractor(frcnn, is_training: bool):
     fe = frcnn.feature_extractor
     where = f"{WHERE}.feature_extractor"
     known = {**RESNET_TYPES, **FPN_TYPES, **dict.fromkeys(INCEPTION_RESNET_V2_TYPES)}
@@ -95,6 +99,7 @@ def _feature_extractor(frcnn, is_training: bool):
             f"feature extractor type {fe.type!r} is not supported",
             where=f"{where}.type",
             hint="use one of " + ", ".join(sorted(known)),
+            substitute="faster_rcnn_resnet50_keras",
         )
     strides = (8, 16) if fe.type in INCEPTION_RESNET_V2_TYPES or fe.type in RESNET_TYPES else (16,)
     if fe.first_stage_features_stride not in strides:
@@ -124,8 +129,7 @@ def _feature_extractor(frcnn, is_training: bool):
             f"{fe.type} needs conv_hyperparams (FPN layers)", where=f"{where}.conv_hyperparams"
         )
     fpn = fe.fpn
-    min_level = fpn.min_level if fpn.HasField("min_level") else 2
-    max_level = fpn.max_level if fpn.HasField("max_level") else 6
+    min_level, max_level = _fpn_levels(fe)
     if not 2 <= min_level <= 5 or max_level < min_level:
         raise UnsupportedError(
             f"fpn levels {min_level}..{max_level} are not supported",
@@ -149,9 +153,6 @@ def _feature_extractor(frcnn, is_training: bool):
 
 
 def _mask_head(mp, in_channels: int, num_classes: int, bp_where: str):
-    from odkit.builders.hyperparams_builder import build_conv_hyperparams
-    from odkit.models.faster_rcnn_heads import MaskRCNNMaskHead
-
     where = f"{bp_where}.mask_rcnn_box_predictor"
     if not mp.HasField("conv_hyperparams"):
         raise UnsupportedError(
@@ -179,42 +180,32 @@ def _mask_head(mp, in_channels: int, num_classes: int, bp_where: str):
     )
 
 
-def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
-    """Build the model; `feature_extractor` (optional) replaces the configured one (tests, benchmarks)."""
-    from odkit.builders import anchor_generator_builder, losses_builder, post_processing_builder
-    from odkit.builders.hyperparams_builder import build_conv_hyperparams
-    from odkit.models.faster_rcnn import FasterRcnnConfig, FasterRCNNMetaArch
-    from odkit.models.faster_rcnn_heads import MaskRCNNBoxPredictor, RPNHead
-
-    _refuse(frcnn)
-    num_classes = int(frcnn.num_classes)
-    extractor = feature_extractor or _feature_extractor(frcnn, is_training)
-
-    ag_where = f"{WHERE}.first_stage_anchor_generator"
+def _anchor_generator(frcnn):
+    """The first stage's anchors: grid_anchor_generator on one feature map, multiscale over the FPN levels."""
+    where = f"{WHERE}.first_stage_anchor_generator"
     kind = frcnn.first_stage_anchor_generator.WhichOneof("anchor_generator_oneof")
     multi_level = "_fpn_" in frcnn.feature_extractor.type
     expected = "multiscale_anchor_generator" if multi_level else "grid_anchor_generator"
     if kind != expected:
         raise UnsupportedError(
             f"{kind or 'no anchor generator'} is not supported with {frcnn.feature_extractor.type!r}",
-            where=ag_where,
+            where=where,
             hint=f"use {expected}",
         )
-    anchor_generator = anchor_generator_builder.build(frcnn.first_stage_anchor_generator, ag_where)
+    anchor_generator = anchor_generator_builder.build(frcnn.first_stage_anchor_generator, where)
     if multi_level:
-        fpn = frcnn.feature_extractor.fpn
-        levels = (
-            fpn.min_level if fpn.HasField("min_level") else 2,
-            fpn.max_level if fpn.HasField("max_level") else 6,
-        )
+        levels = _fpn_levels(frcnn.feature_extractor)
         ms = frcnn.first_stage_anchor_generator.multiscale_anchor_generator
         if (ms.min_level, ms.max_level) != levels:
             raise UnsupportedError(
                 f"anchor levels {ms.min_level}..{ms.max_level} differ from the FPN levels "
                 f"{levels[0]}..{levels[1]}",
-                where=ag_where,
+                where=where,
             )
+    return anchor_generator
 
+
+def _rpn_head(frcnn, extractor, num_anchors_per_location):
     rpn_hp = build_conv_hyperparams(
         frcnn.first_stage_box_predictor_conv_hyperparams
         if frcnn.HasField("first_stage_box_predictor_conv_hyperparams")
@@ -227,53 +218,58 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
         raise UnsupportedError(
             "first_stage_atrous_rate must be >= 1", where=f"{WHERE}.first_stage_atrous_rate"
         )
-    rpn_head = RPNHead(
+    return RPNHead(
         extractor.proposal_channels,
         frcnn.first_stage_box_predictor_depth,
         frcnn.first_stage_box_predictor_kernel_size,
-        anchor_generator.num_anchors_per_location(),
+        num_anchors_per_location,
         rpn_hp,
         atrous_rate=frcnn.first_stage_atrous_rate,
     )
 
-    box_predictor = mask_head = None
-    nms = score_converter = None
-    if frcnn.number_of_stages > 1:
-        bp_where = f"{WHERE}.second_stage_box_predictor"
-        if frcnn.second_stage_box_predictor.WhichOneof("box_predictor_oneof") != "mask_rcnn_box_predictor":
-            raise UnsupportedError(
-                "only mask_rcnn_box_predictor is supported as the second stage box predictor", where=bp_where
-            )
-        mp = frcnn.second_stage_box_predictor.mask_rcnn_box_predictor
-        if mp.predict_keypoints:
-            raise UnsupportedError(
-                "predict_keypoints: true is not supported",
-                where=f"{bp_where}.mask_rcnn_box_predictor.predict_keypoints",
-            )
-        if mp.box_code_size != 4:
-            raise UnsupportedError(
-                "box_code_size must be 4", where=f"{bp_where}.mask_rcnn_box_predictor.box_code_size"
-            )
-        if mp.use_dropout and not 0.0 < mp.dropout_keep_probability <= 1.0:
-            raise UnsupportedError(
-                "dropout_keep_probability must be in (0, 1]",
-                where=f"{bp_where}.mask_rcnn_box_predictor.dropout_keep_probability",
-            )
-        fc_hp = _fc_hyperparams(mp.fc_hyperparams, f"{bp_where}.mask_rcnn_box_predictor.fc_hyperparams")
-        box_predictor = MaskRCNNBoxPredictor(
-            extractor.box_classifier_channels,
-            num_classes,
-            fc_hp,
-            use_dropout=mp.use_dropout,
-            dropout_keep_probability=mp.dropout_keep_probability,
-            share_box_across_classes=mp.share_box_across_classes,
+
+def _second_stage_heads(frcnn, extractor, num_classes: int):
+    """(box classifier, mask head): (None, None) for number_of_stages 1; the mask head with
+    predict_instance_masks."""
+    if frcnn.number_of_stages <= 1:
+        return None, None
+    bp_where = f"{WHERE}.second_stage_box_predictor"
+    if frcnn.second_stage_box_predictor.WhichOneof("box_predictor_oneof") != "mask_rcnn_box_predictor":
+        raise UnsupportedError(
+            "only mask_rcnn_box_predictor is supported as the second stage box predictor", where=bp_where
         )
-        if mp.predict_instance_masks:
-            mask_head = _mask_head(mp, extractor.box_classifier_channels, num_classes, bp_where)
-    nms, score_converter = post_processing_builder.build(
-        frcnn.second_stage_post_processing, f"{WHERE}.second_stage_post_processing"
+    mp = frcnn.second_stage_box_predictor.mask_rcnn_box_predictor
+    if mp.predict_keypoints:
+        raise UnsupportedError(
+            "predict_keypoints: true is not supported",
+            where=f"{bp_where}.mask_rcnn_box_predictor.predict_keypoints",
+        )
+    if mp.box_code_size != 4:
+        raise UnsupportedError(
+            "box_code_size must be 4", where=f"{bp_where}.mask_rcnn_box_predictor.box_code_size"
+        )
+    if mp.use_dropout and not 0.0 < mp.dropout_keep_probability <= 1.0:
+        raise UnsupportedError(
+            "dropout_keep_probability must be in (0, 1]",
+            where=f"{bp_where}.mask_rcnn_box_predictor.dropout_keep_probability",
+        )
+    fc_hp = _fc_hyperparams(mp.fc_hyperparams, f"{bp_where}.mask_rcnn_box_predictor.fc_hyperparams")
+    box_predictor = MaskRCNNBoxPredictor(
+        extractor.box_classifier_channels,
+        num_classes,
+        fc_hp,
+        use_dropout=mp.use_dropout,
+        dropout_keep_probability=mp.dropout_keep_probability,
+        share_box_across_classes=mp.share_box_across_classes,
     )
-    nms.change_coordinate_frame = True  # TF passes change_coordinate_frame=True in the second stage
+    mask_head = None
+    if mp.predict_instance_masks:
+        mask_head = _mask_head(mp, extractor.box_classifier_channels, num_classes, bp_where)
+    return box_predictor, mask_head
+
+
+def _second_stage_losses(frcnn):
+    """(classification loss, hard example miner or None) of the second stage."""
     cls_loss = losses_builder.build_faster_rcnn_classification_loss(
         frcnn.second_stage_classification_loss, f"{WHERE}.second_stage_classification_loss"
     )
@@ -284,7 +280,12 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
             frcnn.second_stage_classification_loss_weight,
             frcnn.second_stage_localization_loss_weight,
         )
-    config = FasterRcnnConfig(
+    return cls_loss, miner
+
+
+def _meta_config(frcnn) -> FasterRcnnConfig:
+    """The scalar settings the meta-architecture reads."""
+    return FasterRcnnConfig(
         number_of_stages=frcnn.number_of_stages,
         first_stage_minibatch_size=frcnn.first_stage_minibatch_size,
         first_stage_positive_balance_fraction=frcnn.first_stage_positive_balance_fraction,
@@ -303,6 +304,21 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
         clip_anchors_to_image=frcnn.clip_anchors_to_image,
         second_stage_mask_prediction_loss_weight=frcnn.second_stage_mask_prediction_loss_weight,
     )
+
+
+def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
+    """Build the model; `feature_extractor` (optional) replaces the configured one (tests, benchmarks)."""
+    _refuse(frcnn)
+    num_classes = int(frcnn.num_classes)
+    extractor = feature_extractor or _feature_extractor(frcnn, is_training)
+    anchor_generator = _anchor_generator(frcnn)
+    rpn_head = _rpn_head(frcnn, extractor, anchor_generator.num_anchors_per_location())
+    box_predictor, mask_head = _second_stage_heads(frcnn, extractor, num_classes)
+    nms, score_converter = post_processing_builder.build(
+        frcnn.second_stage_post_processing, f"{WHERE}.second_stage_post_processing"
+    )
+    nms.change_coordinate_frame = True  # TF passes change_coordinate_frame=True in the second stage
+    cls_loss, miner = _second_stage_losses(frcnn)
     model = FasterRCNNMetaArch(
         num_classes=num_classes,
         feature_extractor=extractor,
@@ -311,7 +327,7 @@ def build_faster_rcnn(frcnn, is_training: bool, feature_extractor=None):
         box_predictor=box_predictor,
         second_stage_nms=nms,
         second_stage_score_converter=score_converter,
-        config=config,
+        config=_meta_config(frcnn),
         second_stage_classification_loss=cls_loss,
         hard_example_miner=miner,
         input_size=fixed_input_size(frcnn),

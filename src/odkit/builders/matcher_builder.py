@@ -24,10 +24,9 @@ def build(config, where: str = "matcher") -> matchers.Matcher:
             unmatched_threshold=unmatched,
             negatives_lower_than_unmatched=m.negatives_lower_than_unmatched,
             force_match_for_each_row=m.force_match_for_each_row,
-            use_matmul_gather=m.use_matmul_gather,
-        )
+        )  # use_matmul_gather: accepted without effect (odkit.config.support.ACCEPTED)
     if kind == "bipartite_matcher":
-        return matchers.BipartiteMatcher(use_matmul_gather=config.bipartite_matcher.use_matmul_gather)
+        return matchers.BipartiteMatcher()  # use_matmul_gather: accepted without effect
     raise UnsupportedError(
         f"matcher {kind or '(empty)'} is not supported",
         where=where,

@@ -9,8 +9,23 @@
 
 from __future__ import annotations
 
+from odkit.builders import (
+    anchor_generator_builder,
+    box_coder_builder,
+    losses_builder,
+    matcher_builder,
+    post_processing_builder,
+    region_similarity_calculator_builder,
+)
+from odkit.builders.box_predictor_builder import build_ssd_box_predictor
+from odkit.builders.center_net_builder import build_center_net
+from odkit.builders.faster_rcnn_builder import build_faster_rcnn
+from odkit.builders.feature_extractor_builder import build_ssd_feature_extractor
 from odkit.builders.input_size import fixed_input_size
+from odkit.core.target_assigner import TargetAssigner
 from odkit.errors import UnsupportedError
+from odkit.models.ssd import SSDLossConfig, SSDMetaArch
+from odkit.models.ssd_targets import SSDExampleSampler, SSDTargetAssigner
 
 WHERE = "model.ssd"
 
@@ -21,15 +36,11 @@ def build_model(model_config, is_training: bool):
     if kind == "ssd":
         return build_ssd(model_config.ssd, is_training)
     if kind == "faster_rcnn":
-        from odkit.builders.faster_rcnn_builder import build_faster_rcnn
         return build_faster_rcnn(model_config.faster_rcnn, is_training)
     if kind == "center_net":
-        from odkit.builders.center_net_builder import build_center_net
         return build_center_net(model_config.center_net, is_training)
-    raise UnsupportedError(f"model type {kind or '(empty)'} is not supported", where="model",
+    raise UnsupportedError(f"model type {kind or '(empty)'} is not supported", where=f"model.{kind}" if kind else "model",
                            hint="use model { ssd | faster_rcnn | center_net { ... } }")
-
-
 
 
 def _refuse_ssd_fields(ssd) -> None:
@@ -58,39 +69,26 @@ def _refuse_ssd_fields(ssd) -> None:
 
 def build_ssd(ssd, is_training: bool):
     """`Ssd` proto -> SSDMetaArch (train or eval mode)."""
-    from odkit.builders import (
-        anchor_generator_builder,
-        box_coder_builder,
-        losses_builder,
-        matcher_builder,
-        post_processing_builder,
-        region_similarity_calculator_builder,
-    )
-    from odkit.builders.box_predictor_builder import build_ssd_box_predictor
-    from odkit.builders.feature_extractor_builder import build_ssd_feature_extractor
-    from odkit.core.target_assigner import TargetAssigner
-    from odkit.models.ssd import SSDLossConfig, SSDMetaArch
-    from odkit.models.ssd_targets import SSDExampleSampler, SSDTargetAssigner
-
     _refuse_ssd_fields(ssd)
     num_classes = int(ssd.num_classes)
     add_bg = bool(ssd.add_background_class)
     freeze_bn = bool(ssd.freeze_batchnorm)
     extractor = build_ssd_feature_extractor(ssd.feature_extractor, freeze_batchnorm=freeze_bn)
-    anchor_generator = anchor_generator_builder.build(ssd.anchor_generator)
+    anchor_generator = anchor_generator_builder.build(ssd.anchor_generator, f"{WHERE}.anchor_generator")
     num_class_slots = num_classes + 1 if add_bg else num_classes
     predictor = build_ssd_box_predictor(ssd.box_predictor, extractor.out_channels,
                                         anchor_generator.num_anchors_per_location(), num_class_slots,
                                         freeze_batchnorm=freeze_bn)
-    box_coder = box_coder_builder.build(ssd.box_coder)
+    box_coder = box_coder_builder.build(ssd.box_coder, f"{WHERE}.box_coder")
     if predictor.box_code_size != box_coder.code_size:
         raise UnsupportedError(f"box_code_size {predictor.box_code_size} does not match the box coder's code size "
                                f"{box_coder.code_size}", where=f"{WHERE}.box_predictor")
-    matcher = matcher_builder.build(ssd.matcher)
-    similarity = region_similarity_calculator_builder.build(ssd.similarity_calculator)
+    matcher = matcher_builder.build(ssd.matcher, f"{WHERE}.matcher")
+    similarity = region_similarity_calculator_builder.build(ssd.similarity_calculator,
+                                                              f"{WHERE}.similarity_calculator")
     assigner = TargetAssigner(similarity, matcher, box_coder, negative_class_weight=ssd.negative_class_weight)
-    losses = losses_builder.build(ssd.loss)
-    nms_fn, score_converter = post_processing_builder.build(ssd.post_processing)
+    losses = losses_builder.build(ssd.loss, f"{WHERE}.loss")
+    nms_fn, score_converter = post_processing_builder.build(ssd.post_processing, f"{WHERE}.post_processing")
     model = SSDMetaArch(
         num_classes=num_classes, feature_extractor=extractor, box_predictor=predictor,
         anchor_generator=anchor_generator, box_coder=box_coder,

@@ -6,6 +6,10 @@ import argparse
 
 from odkit.cli.common import add_config_flags
 
+# The odkit modules a command needs are imported inside its functions: loading a command module (to parse
+# its flags, print --help or refuse a bad flag) must not import torch, and `odkit predict` must run without it
+# (tests/test_train_cli.py, tests/test_predict.py).
+
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.set_defaults(command=command)
@@ -18,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from odkit.tfcompat.convert import convert_tf_checkpoint
+    from odkit.workflows.convert import convert_tf_checkpoint
 
     convert_tf_checkpoint(
         args.pipeline_config_path, args.tf_checkpoint, args.output_dir,

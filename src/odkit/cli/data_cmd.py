@@ -11,6 +11,10 @@ import sys
 
 from odkit.errors import OdkitError
 
+# The odkit modules a command needs are imported inside its functions: loading a command module (to parse
+# its flags, print --help or refuse a bad flag) must not import torch, and `odkit predict` must run without it
+# (tests/test_train_cli.py, tests/test_predict.py).
+
 
 def _bool(text: str) -> bool:
     v = text.strip().lower()

@@ -6,6 +6,10 @@ import argparse
 
 from odkit.cli.common import add_config_flags
 
+# The odkit modules a command needs are imported inside its functions: loading a command module (to parse
+# its flags, print --help or refuse a bad flag) must not import torch, and `odkit predict` must run without it
+# (tests/test_train_cli.py, tests/test_predict.py).
+
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     add_config_flags(p)
@@ -27,11 +31,12 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from odkit.config import load_from_args, require_supported
+    from odkit.config import load_from_args
     from odkit.errors import OdkitError
-    from odkit.evaluation.metrics import check_metrics_set
     from odkit.evaluation.outputs import format_table
+    from odkit.evaluation.settings import eval_settings
     from odkit.fileio import check_output_dir
+    from odkit.workflows.config_check import require_supported
     from odkit.workflows.continuous_eval import describe_last, run_continuous_eval
     from odkit.workflows.evaluate import evaluate_checkpoint
 
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.model_dir, "--model_dir")
     config = load_from_args(args)
     require_supported(config, allow_unsupported=args.allow_unsupported, path=args.pipeline_config_path)
-    check_metrics_set(list(config.eval_config.metrics_set))
+    settings = eval_settings(config.eval_config)
     if args.sample_1_of_n_eval_examples is not None:
         if args.sample_1_of_n_eval_examples < 1:
             raise OdkitError("--sample_1_of_n_eval_examples must be >= 1",
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     use_ema = {"auto": None, "yes": True, "no": False}[args.use_ema]
     wait = args.wait_interval
     if wait is None:
-        wait = float(config.eval_config.eval_interval_secs)
+        wait = settings.eval_interval_secs
     if args.eval_timeout < 0 or wait < 0:
         raise OdkitError("--eval_timeout and --wait_interval must be >= 0")
 
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         wait_interval=wait,
         run_once=args.run_once,
         final_step=int(config.train_config.num_steps),
-        max_evals=int(config.eval_config.max_evals),
+        max_evals=settings.max_evals,
         log=lambda m: print(m, flush=True),
     )
     print(describe_last(result), flush=True)

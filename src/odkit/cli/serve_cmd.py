@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+# The odkit modules a command needs are imported inside its functions: loading a command module (to parse
+# its flags, print --help or refuse a bad flag) must not import torch, and `odkit predict` must run without it
+# (tests/test_train_cli.py, tests/test_predict.py).
+
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.set_defaults(command=command)

@@ -16,6 +16,7 @@ from pathlib import Path
 from google.protobuf import descriptor_pool, text_format
 from google.protobuf.message import Message
 
+from odkit.config.overrides import apply_config_overrides, apply_overrides
 from odkit.config.validate import check_depth, validate
 from odkit.errors import ConfigError, OdkitError
 from odkit.fileio import atomic_write_text
@@ -191,8 +192,6 @@ def load_with_notes(
     config_overrides: Iterable[str] = (),
 ) -> tuple[pipeline_pb2.TrainEvalPipelineConfig, list[str]]:
     """Like :func:`load`, also returning notes about lenient parsing."""
-    from odkit.config.overrides import apply_config_overrides, apply_overrides
-
     text = read_text_file(path)
     config, notes = parse_text(text, str(path))
     validate(config, text, str(path))

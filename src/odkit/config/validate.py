@@ -3,6 +3,9 @@
 Parsing only checks types; these rules check what the types cannot say: every float is finite, sizes and
 counts are positive, probabilities (and decays, IoU thresholds, fractions) are in [0, 1], learning rates
 are >= 0, and ``min_level <= max_level`` (with ``min_level >= 2``: no backbone has a level-1 feature map).
+Cross-field rules: the feature pyramid's levels lie within the backbone's (:func:`pyramid_levels`, the one
+reader of ``fpn.min_level`` / ``max_level``), and the anchor generator covers exactly the feature maps the box
+predictor has outputs for.
 The location is found by scanning the text for the field's dotted path (the first occurrence; overrides
 are reported as the override).
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor as FD
 from google.protobuf.message import Message
@@ -35,6 +39,31 @@ _POSITIVE = {
 _NON_NEGATIVE = re.compile(r"^(.*_)?(learning_rate|learning_rate_base|warmup_learning_rate|initial_learning_rate|"
                            r"decay_steps|total_steps|warmup_steps|num_steps|weight)$")
 _LEVEL_MESSAGES = {"FeaturePyramidNetworks", "BidirectionalFeaturePyramidNetworks", "MultiscaleAnchorGenerator"}
+
+
+# Feature pyramids (issue 17): the levels of an SSD / Faster R-CNN feature extractor are read here only.
+# TF OD API (builders/model_builder.py): with an ``fpn {}`` block its min_level / max_level (proto defaults 3 and
+# 7); without one, the FPN extractor's own defaults, which differ by meta-architecture.
+FPN_EXTRACTOR_DEFAULT_LEVELS = {"ssd": (3, 7), "faster_rcnn": (2, 6)}
+# Every FPN backbone gives C2..C5; the pyramid starts at one of them (levels above 5 are extra convs).
+FPN_BACKBONE_LEVELS = (2, 5)
+BIFPN_BACKBONE_LEVELS = (3, 5)  # EfficientNet: the BiFPN takes C3..C5
+
+
+def pyramid_levels(feature_extractor: Any, arch: str) -> tuple[int, int] | None:
+    """(min_level, max_level) of the FPN of an ``ssd`` / ``faster_rcnn`` feature_extractor message, None when it
+    has no FPN (the BiFPN of EfficientNet extractors is its ``bifpn`` block)."""
+    if "fpn" in feature_extractor.DESCRIPTOR.fields_by_name and feature_extractor.HasField("fpn"):
+        fpn = feature_extractor.fpn
+        return int(fpn.min_level), int(fpn.max_level)
+    kind = str(feature_extractor.type)
+    if "bifpn" in kind:
+        if "bifpn" in feature_extractor.DESCRIPTOR.fields_by_name and feature_extractor.HasField("bifpn"):
+            return int(feature_extractor.bifpn.min_level), int(feature_extractor.bifpn.max_level)
+        return None
+    if "_fpn" in kind:
+        return FPN_EXTRACTOR_DEFAULT_LEVELS[arch]
+    return None
 
 
 def nesting_depth(text: str) -> int:
@@ -163,11 +192,49 @@ def _cross_field(config: Message) -> Iterator[tuple[list[str], str]]:
     if arch is None:
         return
     m = getattr(model, arch)
-    if m.HasField("image_resizer") and m.image_resizer.WhichOneof("image_resizer_oneof") == "keep_aspect_ratio_resizer":
+    if "image_resizer" in m.DESCRIPTOR.fields_by_name and m.HasField("image_resizer") and \
+            m.image_resizer.WhichOneof("image_resizer_oneof") == "keep_aspect_ratio_resizer":
         r = m.image_resizer.keep_aspect_ratio_resizer
         if r.min_dimension > r.max_dimension:
             yield (["model", arch, "image_resizer", "keep_aspect_ratio_resizer", "min_dimension"],
                    f"min_dimension {r.min_dimension} is greater than max_dimension {r.max_dimension}")
+    if arch in ("ssd", "faster_rcnn") and m.HasField("feature_extractor"):
+        yield from _pyramid_rules(m, arch)
+
+
+def _pyramid_rules(m: Any, arch: str) -> Iterator[tuple[list[str], str]]:
+    """Levels within the backbone's levels; anchors on exactly the levels (feature maps) the model predicts on."""
+    fe = m.feature_extractor
+    fe_path = ["model", arch, "feature_extractor"]
+    levels = pyramid_levels(fe, arch)
+    bifpn = "bifpn" in str(fe.type)
+    if levels is not None:
+        lo, hi = levels
+        block = "bifpn" if bifpn else "fpn"
+        first, last = BIFPN_BACKBONE_LEVELS if bifpn else FPN_BACKBONE_LEVELS
+        where = [*fe_path, block, "min_level"] if fe.HasField(block) else [*fe_path, "type"]
+        if not first <= lo <= last:
+            yield where, (f"{block} min_level {lo} is outside the backbone's levels {first}..{last} "
+                          f"(feature maps C{first}..C{last})")
+            return
+        if hi < lo:
+            return  # reported with the field itself (min_level <= max_level)
+    ag_field = "anchor_generator" if arch == "ssd" else "first_stage_anchor_generator"
+    ag = getattr(m, ag_field)
+    kind = ag.WhichOneof("anchor_generator_oneof")
+    if kind == "multiscale_anchor_generator" and levels is not None:
+        ms = ag.multiscale_anchor_generator
+        if (ms.min_level, ms.max_level) != levels:
+            yield ([*["model", arch, ag_field, kind], "max_level" if ms.min_level == levels[0] else "min_level"],
+                   f"anchor levels {ms.min_level}..{ms.max_level} differ from the feature pyramid's levels "
+                   f"{levels[0]}..{levels[1]}: the box predictor has one output per pyramid level")
+    elif kind == "ssd_anchor_generator" and arch == "ssd":
+        maps = levels[1] - levels[0] + 1 if levels is not None else (int(fe.num_layers) if not bifpn else None)
+        n = int(ag.ssd_anchor_generator.num_layers)
+        if maps is not None and n != maps:
+            yield (["model", arch, ag_field, kind, "num_layers"],
+                   f"ssd_anchor_generator num_layers {n} differs from the {maps} feature maps of the extractor: "
+                   "the box predictor has one output per feature map")
 
 
 def validate(config: Message, text: str | None = None, filename: str = "<config>") -> None:

@@ -104,6 +104,22 @@ class WeightedSigmoidClassificationLoss(Loss):
 _FOCAL_CHUNK = 1 << 16
 
 
+def softplus(x: Tensor) -> Tensor:
+    """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)) (TF's sigmoid_cross_entropy_with_logits form).
+
+    On CPU float32, log1p(e) is computed as log(1 + e) * e / ((1 + e) - 1) (Goldberg's correction, exact to
+    ~1 ulp; e itself where 1 + e rounds to 1): ATen's CPU log1p is not vectorised and took 13% of an FPN-lite
+    320 training step at 1 thread, log and exp are. Within 2e-7 relative of F.softplus; F.softplus elsewhere.
+    """
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return F.softplus(x)
+    e = torch.abs(x).neg_().exp_()
+    u = e + 1.0
+    d = u - 1.0
+    log1p = torch.log(u).mul_(e).div_(d)
+    return torch.where(d == 0, e, log1p).add_(torch.clamp(x, min=0.0))
+
+
 def _focal_chunk(x: Tensor, t: Tensor, gamma: float, alpha: float | None, grad: bool) -> Tensor:
     """Focal loss (grad=False) or d loss / d x (grad=True) of one flat chunk, without weights.
 
@@ -111,7 +127,7 @@ def _focal_chunk(x: Tensor, t: Tensor, gamma: float, alpha: float | None, grad: 
     a_t = t alpha + (1 - t)(1 - alpha). d loss/dx = a_t q^(gamma-1) [q (p - t) - gamma (2t - 1) p (1 - p) ce].
     """
     p = torch.sigmoid(x)
-    ce = F.softplus(x).addcmul_(t, x, value=-1.0)
+    ce = softplus(x).addcmul_(t, x, value=-1.0)
     q = torch.addcmul(p, t, torch.mul(p, -2.0).add_(1.0))
     if not grad:
         out = ce.mul_(q.pow_(gamma)) if gamma else ce

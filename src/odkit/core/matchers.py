@@ -134,17 +134,18 @@ class BipartiteMatcher(Matcher):
 def gather_based_on_match(
     values: Tensor, matches: Tensor, unmatched_value: Tensor | float, ignored_value: Tensor | float
 ) -> Tensor:
-    """`values [B, N, ...]` gathered by `matches [B, M]` -> `[B, M, ...]`; -1 / -2 get the given values."""
+    """`values [B, N, ...]` gathered by `matches [B, M]` -> `[B, M, ...]`; -1 / -2 get the given values.
+
+    One row gather from [values; unmatched; ignored] (rows of the trailing dims stay contiguous), instead of
+    an element-wise gather and two full-size selects: the same values, a fraction of the time for the
+    [B, anchors, classes] class targets.
+    """
     b, m = matches.shape
-    idx = matches.clamp(min=0)
+    n = values.shape[1]
     extra = values.shape[2:]
-    if values.shape[1] == 0:
-        gathered = values.new_zeros((b, m, *extra))
-    else:
-        gidx = idx.view(b, m, *([1] * len(extra))).expand(b, m, *extra)
-        gathered = torch.gather(values, 1, gidx)
-    unmatched = torch.as_tensor(unmatched_value, dtype=values.dtype, device=values.device)
-    ignored = torch.as_tensor(ignored_value, dtype=values.dtype, device=values.device)
-    shape = (b, m, *([1] * len(extra)))
-    out = torch.where((matches == UNMATCHED).view(shape), unmatched, gathered)
-    return torch.where((matches == IGNORED).view(shape), ignored, out)
+    fill = [torch.as_tensor(v, dtype=values.dtype, device=values.device).expand(b, 1, *extra)
+            for v in (unmatched_value, ignored_value)]
+    table = torch.cat([values, *fill], dim=1).reshape(b * (n + 2), -1)  # [B * (N + 2), prod(extra)]
+    idx = torch.where(matches >= 0, matches, torch.where(matches == UNMATCHED, n, n + 1))
+    idx = idx + torch.arange(b, device=matches.device).unsqueeze(1) * (n + 2)
+    return table.index_select(0, idx.reshape(-1)).view(b, m, *extra)

@@ -3,7 +3,7 @@
 Keys (as written by the TF OD API's dataset_tools): ``image/encoded``, ``image/format``, ``image/height``,
 ``image/width``, ``image/filename``, ``image/source_id``, ``image/key/sha256``,
 ``image/object/bbox/{ymin,xmin,ymax,xmax}`` (normalized floats), ``image/object/class/{label,text}``,
-``image/object/{difficult,truncated,group_of,weight,view,is_crowd}``,
+``image/object/{difficult,truncated,group_of,weight,view,is_crowd,area}``,
 ``image/object/keypoint/{x,y,visibility,text,num}`` (keypoints flattened per object, M*K normalized floats;
 visibility in the COCO convention 0 unlabelled, 1 labelled not visible, 2 visible),
 ``image/object/mask`` (instance masks, read with ``load_instance_masks``: one PNG string per object,
@@ -56,6 +56,7 @@ class DetectionExample:
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
     view: list[str] = field(default_factory=list)
     is_crowd: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    area: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))  # [N] pixels, or [] if absent
     # keypoints: float32 [N, K, 2] (y, x) normalized as stored (K = 0 when the record has none);
     # keypoint_visibility: int64 [N, K] (0 unlabelled, 1 labelled not visible, 2 visible; TF's default when
     # the record has no visibility: 2 for finite coordinates, 0 for NaN); keypoint_texts: N*K names or [].
@@ -83,7 +84,8 @@ class DetectionExample:
             boxes=self.boxes[idx], labels=self.labels[idx], texts=[self.texts[i] for i in idx] if self.texts else [],
             difficult=self.difficult[idx], truncated=self.truncated[idx], group_of=self.group_of[idx],
             weights=self.weights[idx], view=[self.view[i] for i in idx] if self.view else [],
-            is_crowd=self.is_crowd[idx], keypoints=self.keypoints[idx] if self.num_keypoints else
+            is_crowd=self.is_crowd[idx], area=self.area[idx] if len(self.area) == self.num_boxes else self.area,
+            keypoints=self.keypoints[idx] if self.num_keypoints else
             np.zeros((len(idx), 0, 2), np.float32),
             keypoint_visibility=self.keypoint_visibility[idx] if self.num_keypoints else
             np.zeros((len(idx), 0), np.int64),
@@ -129,8 +131,9 @@ def decode_detection_example(
     """Serialized tf.Example -> DetectionExample.
 
     Masks: with ``load_instance_masks``, ``image/object/mask`` is decoded as ``mask_type`` (PNG_MASKS or
-    NUMERICAL_MASKS, the input reader's) into uint8 [N, height, width]; a record without masks gets N zero
-    masks only when it has no boxes, else DataError (TF would fail later too).
+    NUMERICAL_MASKS, the input reader's; "AUTO": as stored, None without masks) into uint8 [N, height,
+    width]; a record without masks gets N zero masks only when it has no boxes, else DataError (TF would fail
+    later too).
 
     Keypoints: with ``num_keypoints`` (the input reader's), the keypoint lists must hold N * num_keypoints
     values (DataError otherwise); without it, K is inferred as len / N.
@@ -223,6 +226,7 @@ def decode_detection_example(
         weights=weights,
         view=view if len(view) == n else [],
         is_crowd=per_box_int("image/object/is_crowd", 0),
+        area=_per_box_floats(feats, "image/object/area", n, where),
         keypoints=keypoints,
         keypoint_visibility=kp_vis,
         keypoint_texts=kp_texts,
@@ -235,6 +239,10 @@ def decode_masks(feats: Any, n: int, height: int, width: int, mask_type: str, wh
     f = feats[MASK_KEY] if MASK_KEY in feats else None
     png = f is not None and len(f.bytes_list.value) > 0
     dense = f is not None and len(f.float_list.value) > 0
+    if mask_type == "AUTO":  # records inspect: whatever the record holds, no masks -> None
+        if not (png or dense):
+            return None  # type: ignore[return-value]
+        mask_type = "PNG_MASKS" if png else "NUMERICAL_MASKS"
     if n == 0 and not png and not dense:
         return np.zeros((0, height, width), np.uint8)
     if f is None or not (png or dense):
@@ -274,6 +282,14 @@ def mask_features(masks: np.ndarray, mask_format: str = "png") -> dict[str, exam
     from odkit.data.image_io import encode_mask_png
 
     return {MASK_KEY: bytes_feature([encode_mask_png(x) for x in m])}
+
+
+def _per_box_floats(feats: Any, key: str, n: int, where: str | None) -> np.ndarray:
+    """A float per box, or an empty array when the record lacks the key."""
+    vals = _floats(feats[key]) if key in feats else []
+    if vals and len(vals) != n:
+        raise DataError(f"{key} has {len(vals)} values for {n} boxes", where=where)
+    return np.asarray(vals, np.float32)
 
 
 KEYPOINT_X, KEYPOINT_Y = "image/object/keypoint/x", "image/object/keypoint/y"
@@ -360,6 +376,7 @@ def detection_features(
     weights: Sequence[float] | np.ndarray | None = None,
     view: Sequence[str] | None = None,
     is_crowd: Sequence[int] | np.ndarray | None = None,
+    area: Sequence[float] | np.ndarray | None = None,
     sha256: str | None = None,
     keypoints: np.ndarray | None = None,
     keypoint_visibility: np.ndarray | Sequence[Sequence[int]] | None = None,
@@ -403,6 +420,10 @@ def detection_features(
             feats[f"image/object/{key}"] = int64_feature(vals)
     if weights is not None:
         feats["image/object/weight"] = float_feature(weights)
+    if area is not None:
+        if len(area) != n:
+            raise ValueError(f"{len(area)} areas for {n} boxes")
+        feats["image/object/area"] = float_feature(area)
     if view is not None:
         feats["image/object/view"] = bytes_feature(list(view))
     if keypoints is not None:
@@ -448,6 +469,7 @@ def encode_from(ex: DetectionExample) -> bytes:
         source_id=ex.source_id, boxes=ex.boxes, labels=ex.labels, texts=ex.texts or None,
         difficult=ex.difficult, truncated=ex.truncated, group_of=ex.group_of, weights=ex.weights,
         view=ex.view or None, is_crowd=ex.is_crowd, sha256=ex.sha256 or None,
+        area=ex.area if len(ex.area) == ex.num_boxes and ex.num_boxes else None,
         keypoints=ex.keypoints if ex.num_keypoints else None, keypoint_visibility=ex.keypoint_visibility,
         keypoint_texts=ex.keypoint_texts or None, masks=ex.masks,
     )

@@ -20,6 +20,7 @@ import numpy as np
 from odkit.data.example import DetectionExample, decode_detection_example
 from odkit.data.image_io import decode_image_pil
 from odkit.data.tfrecord import expand_paths, iter_records_with_location
+from odkit.drawing import draw_boxes, draw_keypoints, draw_masks
 from odkit.errors import DataError, OdkitError
 from odkit.fileio import atomic_write_bytes
 
@@ -49,6 +50,8 @@ class InspectStats:
     box_sizes: list[float] = field(default_factory=list)
     per_file: Counter[str] = field(default_factory=Counter)
     skipped: list[str] = field(default_factory=list)
+    keypoints_per_object: Counter[int] = field(default_factory=Counter)  # K -> objects with K keypoint slots
+    keypoints_labelled: int = 0  # visibility 1 or 2
 
     def add(self, item: RecordItem) -> None:
         ex = item.example
@@ -63,6 +66,9 @@ class InspectStats:
         texts = ex.texts if len(ex.texts) == ex.num_boxes else [""] * ex.num_boxes
         for lab, t in zip(ex.labels.tolist(), texts):
             self.classes[(int(lab), t)] += 1
+        if ex.num_keypoints:
+            self.keypoints_per_object[ex.num_keypoints] += ex.num_boxes
+            self.keypoints_labelled += int((ex.keypoint_visibility > 0).sum())
         if ex.num_boxes:
             b = ex.boxes.astype(np.float64)
             area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
@@ -80,6 +86,8 @@ class InspectStats:
             "classes": [{"label": k[0], "text": k[1], "boxes": v} for k, v in sorted(self.classes.items())],
             "formats": dict(self.formats), "box_size_histogram": dict(self.histogram()),
             "skipped": len(self.skipped),
+            **({"keypoints_per_object": dict(self.keypoints_per_object),
+                "keypoints_labelled": self.keypoints_labelled} if self.keypoints_per_object else {}),
         }
 
     def format(self) -> str:
@@ -95,6 +103,9 @@ class InspectStats:
         lines.append("classes (label, text: boxes):")
         for (lab, text), n in sorted(self.classes.items()):
             lines.append(f"  {lab:>4} {text or '-'}: {n}")
+        if self.keypoints_per_object:
+            kinds = ", ".join(f"{n} objects x {k}" for k, n in sorted(self.keypoints_per_object.items()))
+            lines.append(f"keypoints: {kinds}, {self.keypoints_labelled} labelled (visibility 1 or 2)")
         lines.append("box size histogram (sqrt of relative area):")
         peak = max((n for _, n in self.histogram()), default=0) or 1
         for label, n in self.histogram():
@@ -115,7 +126,8 @@ def iter_examples(
         where = f"{os.path.basename(path)}:record {n} (offset {offset})"
         try:
             ex = decode_detection_example(data, where=where, label_map=label_map,
-                                          ignore_unsupported=ignore_unsupported)
+                                          ignore_unsupported=ignore_unsupported, load_instance_masks=True,
+                                          mask_type="AUTO")
         except DataError as exc:
             if not skip_corrupt:
                 raise
@@ -140,6 +152,7 @@ def example_json(item: RecordItem) -> dict[str, Any]:
         "labels": [int(v) for v in ex.labels.tolist()], "texts": list(ex.texts),
         "shard": item.shard, "index_in_shard": item.index_in_shard,
         **_keypoints_json(ex),
+        **({"mask_pixels": [int(m.sum()) for m in ex.masks]} if ex.masks is not None else {}),
     }
 
 
@@ -155,31 +168,13 @@ def _keypoints_json(ex: DetectionExample) -> dict[str, Any]:
     }
 
 
-_COLORS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))
-
-
 def draw_example(ex: DetectionExample, names: dict[int, str] | None = None) -> Any:
     """A Pillow RGB image with the boxes and class names drawn (EXIF orientation not applied, like TF)."""
-    from PIL import ImageDraw
-
     img = decode_image_pil(ex.image, where=ex.filename, exif=False)
-    d = ImageDraw.Draw(img)
-    w, h = img.size
-    for i, (box, lab) in enumerate(zip(ex.boxes.tolist(), ex.labels.tolist())):
-        if not all(np.isfinite(box)):
-            continue  # a corrupt box cannot be drawn
-        color = _COLORS[int(lab) % len(_COLORS)]
-        y0, x0, y1, x1 = box[0] * h, box[1] * w, box[2] * h, box[3] * w
-        d.rectangle([x0, y0, x1, y1], outline=color, width=max(1, round(min(w, h) / 150)))
-        text = ex.texts[i] if i < len(ex.texts) and ex.texts[i] else (names or {}).get(int(lab), str(lab))
-        tw = d.textlength(text)
-        ty = max(0.0, y0 - 12)
-        d.rectangle([x0, ty, x0 + tw + 4, ty + 12], fill=color)
-        d.text((x0 + 2, ty), text, fill=(0, 0, 0))
+    if ex.masks is not None and ex.masks.shape[1:] == (img.height, img.width):
+        img = draw_masks(img, list(ex.masks), ex.labels.tolist())
+    img = draw_boxes(img, ex.boxes, ex.labels.tolist(), class_names=names, labels=list(ex.texts))
     if ex.num_keypoints:
-        from odkit.drawing import draw_keypoints
-
         draw_keypoints(img, ex.keypoints, ex.keypoint_visibility > 0, ex.labels.tolist())
     return img
 

@@ -14,6 +14,7 @@ from importlib import resources
 
 from google.protobuf import text_format
 
+from odkit.data.tfrecord import open_file
 from odkit.errors import ConfigError
 from odkit.fileio import atomic_write_text
 from odkit.protos import string_int_label_map_pb2 as slm_pb2
@@ -199,8 +200,6 @@ def load_label_map(path: str | os.PathLike[str]) -> LabelMap:
     path = os.fspath(path)
     try:
         if "://" in path:
-            from odkit.data.tfrecord import open_file
-
             with open_file(path) as f:
                 raw = f.read()
         else:

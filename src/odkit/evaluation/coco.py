@@ -15,7 +15,7 @@ detection rank, vectorised over groups and IoU thresholds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,93 +257,87 @@ def _match_bucket(
     return matched, matched_ig
 
 
-def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
-             oks_sigmas: np.ndarray | None = None) -> CocoEvalResult:
-    """pycocotools' evaluate() + accumulate(), vectorised; ``iou_type`` "bbox", "segm" (mask IoU of the
-    rows' RLEs with pycocotools' own mask API as shipped by faster-coco-eval; crowd: intersection over the
-    detection's area; dt.areas should be the masks' areas as loadRes sets them) or "keypoints" (OKS with
-    ``oks_sigmas`` [K], default pycocotools' COCO person sigmas; gt and dt need ``keypoints``)."""
-    if iou_type not in ("bbox", "keypoints", "segm"):
-        raise ValueError(f"iou_type {iou_type!r}")
-    kp = iou_type == "keypoints"
-    seg = iou_type == "segm"
-    if seg and (gt.masks is None or dt.masks is None):
-        raise ValueError("segm evaluation needs groundtruth and detection masks (RLE)")
-    params = KEYPOINT_PARAMS if kp else BOX_PARAMS
-    max_dets, area_ranges = params.max_dets, params.area_ranges
-    img_ids = np.unique(np.asarray(gt.all_image_ids, dtype=np.int64))
-    cat_ids = np.unique(np.asarray(gt.category_list, dtype=np.int64))
-    n_img, n_cat = img_ids.size, cat_ids.size
-    t_n, r_n, a_n, m_n = IOU_THRESHOLDS.size, REC_THRESHOLDS.size, len(area_ranges), len(max_dets)
-    precision = -np.ones((t_n, r_n, n_cat, a_n, m_n))
-    recall = -np.ones((t_n, n_cat, a_n, m_n))
-    score_out = -np.ones((t_n, r_n, n_cat, a_n, m_n))
-    if n_cat == 0 or n_img == 0:
-        return CocoEvalResult(precision, recall, score_out, cat_ids, params)
-    if kp:
-        g_kp_all, d_kp_all, sigmas = _keypoint_inputs(gt, dt, oks_sigmas)
+@dataclass
+class _Rows:
+    """Groundtruth or detection rows of the evaluated (image, category) pairs, sorted by ``group`` =
+    image index * number of categories + category index; ``row`` is the index in the caller's arrays."""
 
-    def index(ids: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.asarray(ids, dtype=np.int64)
-        pos = np.clip(np.searchsorted(table, ids), 0, table.size - 1)
-        return pos, table[pos] == ids
+    group: np.ndarray
+    img: np.ndarray
+    cat: np.ndarray
+    box: np.ndarray
+    area: np.ndarray
+    kp: np.ndarray
+    row: np.ndarray
+    crowd: np.ndarray | None = None  # groundtruth
+    ignore: np.ndarray | None = None  # groundtruth: crowd (and, for keypoints, no labelled keypoint)
+    score: np.ndarray | None = None  # detections
+    rank: np.ndarray | None = None  # detections: rank by score within the group
 
-    # groundtruth
-    gi, ok_i = index(gt.image_ids, img_ids)
-    gk, ok_k = index(gt.category_ids, cat_ids)
+    def take(self, index: np.ndarray) -> _Rows:
+        return _Rows(**{k: (v[index] if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()})
+
+
+def _lookup(ids: Sequence[int] | np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in the sorted ``table``, found) for each id."""
+    ids = np.asarray(ids, dtype=np.int64)
+    pos = np.clip(np.searchsorted(table, ids), 0, table.size - 1)
+    return pos, table[pos] == ids
+
+
+def _groundtruth_rows(gt: CocoGroundtruth, img_ids: np.ndarray, cat_ids: np.ndarray,
+                      g_kp_all: np.ndarray | None) -> _Rows:
+    gi, ok_i = _lookup(gt.image_ids, img_ids)
+    gk, ok_k = _lookup(gt.category_ids, cat_ids)
     keep = ok_i & ok_k
-    g_img, g_cat = gi[keep], gk[keep]
-    g_box = np.asarray(gt.boxes, dtype=np.float64).reshape(-1, 4)[keep]
-    g_row = np.flatnonzero(keep)
-    g_area = np.asarray(gt.areas, dtype=np.float64)[keep]
-    g_crowd = np.asarray(gt.iscrowd, dtype=bool)[keep]
-    g_ignore = g_crowd.copy()  # pycocotools: ignore = iscrowd (and, for keypoints, num_keypoints == 0)
-    g_kp = np.zeros((g_crowd.size, 0, 3))
-    if kp:
-        g_kp = g_kp_all[keep]
-        num_kp = (g_kp[:, :, 2] > 0).sum(1) if gt.num_keypoints is None else np.asarray(gt.num_keypoints)[keep]
-        g_ignore |= num_kp == 0
-    g_group = g_img * n_cat + g_cat
-    g_order = np.lexsort((np.arange(g_group.size), g_group))
-    g_group, g_box, g_area, g_crowd, g_cat, g_ignore, g_kp, g_row = (
-        x[g_order] for x in (g_group, g_box, g_area, g_crowd, g_cat, g_ignore, g_kp, g_row))
+    crowd = np.asarray(gt.iscrowd, dtype=bool)[keep]
+    ignore = crowd.copy()  # pycocotools: ignore = iscrowd (and, for keypoints, num_keypoints == 0)
+    kp = np.zeros((crowd.size, 0, 3))
+    if g_kp_all is not None:
+        kp = g_kp_all[keep]
+        num_kp = (kp[:, :, 2] > 0).sum(1) if gt.num_keypoints is None else np.asarray(gt.num_keypoints)[keep]
+        ignore |= num_kp == 0
+    rows = _Rows(group=gi[keep] * cat_ids.size + gk[keep], img=gi[keep], cat=gk[keep],
+                 box=np.asarray(gt.boxes, dtype=np.float64).reshape(-1, 4)[keep],
+                 area=np.asarray(gt.areas, dtype=np.float64)[keep], kp=kp, row=np.flatnonzero(keep),
+                 crowd=crowd, ignore=ignore)
+    return rows.take(np.lexsort((np.arange(rows.group.size), rows.group)))
 
-    # detections: top maxDets[-1] per (image, category) by score, stable
-    di, ok_i = index(dt.image_ids, img_ids)
-    dk, ok_k = index(dt.category_ids, cat_ids)
+
+def _detection_rows(dt: CocoDetections, img_ids: np.ndarray, cat_ids: np.ndarray, d_kp_all: np.ndarray | None,
+                    max_det: int) -> _Rows:
+    """The top ``max_det`` detections per (image, category) by score (stable)."""
+    di, ok_i = _lookup(dt.image_ids, img_ids)
+    dk, ok_k = _lookup(dt.category_ids, cat_ids)
     keep = ok_i & ok_k
-    d_img, d_cat = di[keep], dk[keep]
-    d_box = np.asarray(dt.boxes, dtype=np.float64).reshape(-1, 4)[keep]
-    d_row = np.flatnonzero(keep)
-    d_score = np.asarray(dt.scores, dtype=np.float64)[keep]
-    d_area = d_box[:, 2] * d_box[:, 3] if dt.areas is None else np.asarray(dt.areas, np.float64)[keep]
-    d_kp = d_kp_all[keep] if kp else np.zeros((d_box.shape[0], 0, 2))
-    d_group = d_img * n_cat + d_cat
-    d_order = np.lexsort((-d_score, d_group))
-    d_group, d_box, d_score, d_img, d_cat, d_area, d_kp, d_row = (
-        x[d_order] for x in (d_group, d_box, d_score, d_img, d_cat, d_area, d_kp, d_row))
-    d_keys, d_bounds = _segments(d_group)
-    d_rank = np.arange(d_group.size) - np.repeat(d_bounds[:-1], np.diff(d_bounds))
-    top = d_rank < max_dets[-1]
-    d_group, d_box, d_score, d_img, d_cat, d_rank, d_area, d_kp, d_row = (
-        x[top] for x in (d_group, d_box, d_score, d_img, d_cat, d_rank, d_area, d_kp, d_row)
-    )
-    d_keys, d_bounds = _segments(d_group)
-    g_keys, g_bounds = _segments(g_group)
+    box = np.asarray(dt.boxes, dtype=np.float64).reshape(-1, 4)[keep]
+    rows = _Rows(group=di[keep] * cat_ids.size + dk[keep], img=di[keep], cat=dk[keep], box=box,
+                 area=box[:, 2] * box[:, 3] if dt.areas is None else np.asarray(dt.areas, np.float64)[keep],
+                 kp=d_kp_all[keep] if d_kp_all is not None else np.zeros((box.shape[0], 0, 2)),
+                 row=np.flatnonzero(keep), score=np.asarray(dt.scores, dtype=np.float64)[keep])
+    rows = rows.take(np.lexsort((-rows.score, rows.group)))
+    _, bounds = _segments(rows.group)
+    rows.rank = np.arange(rows.group.size) - np.repeat(bounds[:-1], np.diff(bounds))
+    return rows.take(rows.rank < max_det)
 
-    # groups with both detections and groundtruth need matching
-    both, d_sel, g_sel = np.intersect1d(d_keys, g_keys, return_indices=True)
+
+IouFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _match(g: _Rows, d: _Rows, ious_of: IouFn, area_ranges: Sequence[tuple[float, float]], t_n: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """pycocotools' evaluateImg for every (image, category) with both detections and groundtruth, batched by
+    size: (matched, ignored) [areas, thresholds, detections]."""
+    d_keys, d_bounds = _segments(d.group)
+    g_keys, g_bounds = _segments(g.group)
+    _, d_sel, g_sel = np.intersect1d(d_keys, g_keys, return_indices=True)
     nd_all = np.diff(d_bounds)[d_sel]
     ng_all = np.diff(g_bounds)[g_sel]
     d_start = d_bounds[:-1][d_sel]
     g_start = g_bounds[:-1][g_sel]
-
-    n_det = d_group.size
-    det_matched = np.zeros((a_n, t_n, n_det), dtype=bool)
-    det_ignored = np.zeros((a_n, t_n, n_det), dtype=bool)
-
-    bd, bg = _bucket(nd_all), _bucket(ng_all)
-    bucket_key = bd * 1_000_000 + bg
+    det_matched = np.zeros((len(area_ranges), t_n, d.group.size), dtype=bool)
+    det_ignored = np.zeros((len(area_ranges), t_n, d.group.size), dtype=bool)
+    bucket_key = _bucket(nd_all) * 1_000_000 + _bucket(ng_all)
     for bk in np.unique(bucket_key):
         sel = np.flatnonzero(bucket_key == bk)
         nd, ng = nd_all[sel], ng_all[sel]
@@ -354,30 +348,30 @@ def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
         gpos = g_start[sel][:, None] + np.arange(gm)[None, :]
         gvalid = np.arange(gm)[None, :] < ng[:, None]
         gpos = np.where(gvalid, gpos, 0)
-        crowd = g_crowd[gpos] & gvalid
-        area = g_area[gpos]
-        if kp:
-            ious = keypoint_oks(d_kp[dpos], g_kp[gpos], g_box[gpos], area, sigmas)
-        elif seg:
-            ious = _mask_ious(dt.masks, gt.masks, d_row[dpos], g_row[gpos], nd, ng, g_crowd[gpos])
-        else:
-            ious = box_iou_xywh(d_box[dpos], g_box[gpos], crowd)
+        crowd = g.crowd[gpos] & gvalid
+        area = g.area[gpos]
+        ious = ious_of(dpos, gpos, nd, ng, crowd, area)
         for a, (lo, hi) in enumerate(area_ranges):
-            ignore = g_ignore[gpos] | (area < lo) | (area > hi) | ~gvalid
+            ignore = g.ignore[gpos] | (area < lo) | (area > hi) | ~gvalid
             matched, matched_ig = _match_bucket(ious, nd, ignore, crowd, gvalid)
             flat = dpos[dvalid]
             det_matched[a][:, flat] = matched.transpose(1, 0, 2)[:, dvalid]
             det_ignored[a][:, flat] = matched_ig.transpose(1, 0, 2)[:, dvalid]
+    return det_matched, det_ignored
 
-    # accumulate
-    order = np.lexsort((d_rank, d_img, -d_score, d_cat))
-    s_cat, s_rank, s_score = d_cat[order], d_rank[order], d_score[order]
+
+def _accumulate(g: _Rows, d: _Rows, det_matched: np.ndarray, det_ignored: np.ndarray, params: EvalParams,
+                n_cat: int, precision: np.ndarray, recall: np.ndarray, score_out: np.ndarray) -> None:
+    """pycocotools' accumulate(): fills precision / recall / scores per threshold, category, area and maxDets."""
+    t_n, r_n = IOU_THRESHOLDS.size, REC_THRESHOLDS.size
+    order = np.lexsort((d.rank, d.img, -d.score, d.cat))
+    s_cat, s_rank, s_score = d.cat[order], d.rank[order], d.score[order]
     cat_keys, cat_bounds = _segments(s_cat)
     cat_start = {int(k): (int(cat_bounds[i]), int(cat_bounds[i + 1])) for i, k in enumerate(cat_keys)}
-    for a, (lo, hi) in enumerate(area_ranges):
-        g_ig = g_ignore | (g_area < lo) | (g_area > hi)
-        npig_all = np.bincount(g_cat[~g_ig], minlength=n_cat)
-        out_of_range = (d_area < lo) | (d_area > hi)
+    for a, (lo, hi) in enumerate(params.area_ranges):
+        g_ig = g.ignore | (g.area < lo) | (g.area > hi)
+        npig_all = np.bincount(g.cat[~g_ig], minlength=n_cat)
+        out_of_range = (d.area < lo) | (d.area > hi)
         dtm = det_matched[a][:, order]
         dtig = det_ignored[a][:, order] | (~det_matched[a][:, order] & out_of_range[order][None, :])
         tps_all = dtm & ~dtig
@@ -387,7 +381,7 @@ def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
             if npig == 0:
                 continue
             lo_k, hi_k = cat_start.get(k, (0, 0))
-            for m, max_det in enumerate(max_dets):
+            for m, max_det in enumerate(params.max_dets):
                 rsel = lo_k + np.flatnonzero(s_rank[lo_k:hi_k] < max_det)
                 nd = rsel.size
                 if nd == 0:
@@ -412,6 +406,43 @@ def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
                     ss[ok] = sc[inds[ok]]
                     precision[t, :, k, a, m] = q
                     score_out[t, :, k, a, m] = ss
+
+
+def evaluate(gt: CocoGroundtruth, dt: CocoDetections, *, iou_type: str = "bbox",
+             oks_sigmas: np.ndarray | None = None) -> CocoEvalResult:
+    """pycocotools' evaluate() + accumulate(), vectorised; ``iou_type`` "bbox", "segm" (mask IoU of the
+    rows' RLEs with pycocotools' own mask API as shipped by faster-coco-eval; crowd: intersection over the
+    detection's area; dt.areas should be the masks' areas as loadRes sets them) or "keypoints" (OKS with
+    ``oks_sigmas`` [K], default pycocotools' COCO person sigmas; gt and dt need ``keypoints``)."""
+    if iou_type not in ("bbox", "keypoints", "segm"):
+        raise ValueError(f"iou_type {iou_type!r}")
+    if iou_type == "segm" and (gt.masks is None or dt.masks is None):
+        raise ValueError("segm evaluation needs groundtruth and detection masks (RLE)")
+    params = KEYPOINT_PARAMS if iou_type == "keypoints" else BOX_PARAMS
+    img_ids = np.unique(np.asarray(gt.all_image_ids, dtype=np.int64))
+    cat_ids = np.unique(np.asarray(gt.category_list, dtype=np.int64))
+    t_n, r_n, a_n, m_n = IOU_THRESHOLDS.size, REC_THRESHOLDS.size, len(params.area_ranges), len(params.max_dets)
+    precision = -np.ones((t_n, r_n, cat_ids.size, a_n, m_n))
+    recall = -np.ones((t_n, cat_ids.size, a_n, m_n))
+    score_out = -np.ones((t_n, r_n, cat_ids.size, a_n, m_n))
+    if cat_ids.size == 0 or img_ids.size == 0:
+        return CocoEvalResult(precision, recall, score_out, cat_ids, params)
+    g_kp_all = d_kp_all = sigmas = None
+    if iou_type == "keypoints":
+        g_kp_all, d_kp_all, sigmas = _keypoint_inputs(gt, dt, oks_sigmas)
+    g = _groundtruth_rows(gt, img_ids, cat_ids, g_kp_all)
+    d = _detection_rows(dt, img_ids, cat_ids, d_kp_all, params.max_dets[-1])
+
+    def ious_of(dpos: np.ndarray, gpos: np.ndarray, nd: np.ndarray, ng: np.ndarray, crowd: np.ndarray,
+                area: np.ndarray) -> np.ndarray:
+        if iou_type == "keypoints":
+            return keypoint_oks(d.kp[dpos], g.kp[gpos], g.box[gpos], area, sigmas)
+        if iou_type == "segm":
+            return _mask_ious(dt.masks, gt.masks, d.row[dpos], g.row[gpos], nd, ng, g.crowd[gpos])
+        return box_iou_xywh(d.box[dpos], g.box[gpos], crowd)
+
+    det_matched, det_ignored = _match(g, d, ious_of, params.area_ranges, t_n)
+    _accumulate(g, d, det_matched, det_ignored, params, cat_ids.size, precision, recall, score_out)
     return CocoEvalResult(precision, recall, score_out, cat_ids, params)
 
 

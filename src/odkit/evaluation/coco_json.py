@@ -1,4 +1,9 @@
-"""COCO-format JSON files (groundtruth and detections) -> the arrays of odkit.evaluation.coco."""
+"""COCO-format JSON files (groundtruth and detections) -> the arrays of odkit.evaluation.coco.
+
+With ``keypoints=True`` every groundtruth annotation needs COCO ``keypoints`` ([x, y, v] * K; ``num_keypoints``
+read when given, else the count of v > 0) and every detection ``keypoints`` ([x, y, score] * K); a detection
+without ``bbox`` gets its keypoints' extent as box and area, as pycocotools' loadRes does.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,22 @@ def _num(obj: dict, key: str, where: str, default: Any = None) -> float:
     return float(v)
 
 
+def _keypoints(obj: dict, where: str, k: int | None) -> np.ndarray:
+    """COCO ``keypoints`` [x1, y1, v1, ...] -> float64 [K, 3]; K must match ``k`` when given."""
+    raw = obj.get("keypoints")
+    if not isinstance(raw, list) or not raw or len(raw) % 3:
+        raise DataError("keypoints must be a list of [x, y, v] triples", where=f"{where}.keypoints")
+    try:
+        arr = np.asarray([float(v) for v in raw], np.float64).reshape(-1, 3)
+    except (TypeError, ValueError):
+        raise DataError("keypoints must be numbers", where=f"{where}.keypoints") from None
+    if not np.all(np.isfinite(arr)):
+        raise DataError("keypoints have a non-finite number", where=f"{where}.keypoints")
+    if k is not None and arr.shape[0] != k:
+        raise DataError(f"{arr.shape[0]} keypoints, the others have {k}", where=f"{where}.keypoints")
+    return arr
+
+
 def _sort_key_table(ids: list[Any], where: str) -> dict[Any, int]:
     """Image id -> rank in sorted order (pycocotools evaluates images sorted by id)."""
     try:
@@ -55,7 +76,8 @@ def _sort_key_table(ids: list[Any], where: str) -> dict[Any, int]:
     return {k: i for i, k in enumerate(ordered)}
 
 
-def load_coco_groundtruth(path: str | Path) -> tuple[CocoGroundtruth, dict[int, str], dict[Any, int]]:
+def load_coco_groundtruth(path: str | Path, keypoints: bool = False
+                          ) -> tuple[CocoGroundtruth, dict[int, str], dict[Any, int]]:
     """(arrays, {category id: name}, {original image id: array image id})."""
     data = _load(path)
     where = str(path)
@@ -71,7 +93,7 @@ def load_coco_groundtruth(path: str | Path) -> tuple[CocoGroundtruth, dict[int, 
     except (KeyError, TypeError, ValueError):
         raise DataError("every image and category needs an 'id'", where=where) from None
     table = _sort_key_table(img_ids, f"{where}:images")
-    gi, gc, gb, ga, gcr = [], [], [], [], []
+    gi, gc, gb, ga, gcr, gk, gn = [], [], [], [], [], [], []
     for j, ann in enumerate(data["annotations"]):
         w = f"{where}:annotations[{j}]"
         if not isinstance(ann, dict):
@@ -84,14 +106,20 @@ def load_coco_groundtruth(path: str | Path) -> tuple[CocoGroundtruth, dict[int, 
         gb.append(box)
         ga.append(_num(ann, "area", w, box[2] * box[3]))
         gcr.append(bool(ann.get("iscrowd", 0)))
+        if keypoints:
+            gk.append(_keypoints(ann, w, gk[0].shape[0] if gk else None))
+            gn.append(int(_num(ann, "num_keypoints", w, int((gk[-1][:, 2] > 0).sum()))))
     gb_arr = np.array(gb, dtype=np.float64).reshape(-1, 4)
     gt = CocoGroundtruth(np.array(gi, np.int64), np.array(gc, np.int64), gb_arr, np.array(ga, np.float64),
                          np.array(gcr, bool), np.arange(len(table), dtype=np.int64),
                          np.array(sorted(names), dtype=np.int64))
+    if keypoints:
+        gt.keypoints = np.stack(gk) if gk else np.zeros((0, 0, 3))
+        gt.num_keypoints = np.array(gn, np.int64)
     return gt, names, table
 
 
-def load_coco_detections(path: str | Path, image_table: dict[Any, int]) -> CocoDetections:
+def load_coco_detections(path: str | Path, image_table: dict[Any, int], keypoints: bool = False) -> CocoDetections:
     """A COCO results list ``[{image_id, category_id, bbox, score}, ...]`` (or {"annotations": [...]})."""
     data = _load(path)
     where = str(path)
@@ -100,7 +128,7 @@ def load_coco_detections(path: str | Path, image_table: dict[Any, int]) -> CocoD
     if not isinstance(data, list):
         raise DataError("not a COCO detections file (expected a list of {image_id, category_id, bbox, score})",
                         where=where)
-    di, dc, db, ds = [], [], [], []
+    di, dc, db, ds, dk, da = [], [], [], [], [], []
     for j, det in enumerate(data):
         w = f"{where}:[{j}]"
         if not isinstance(det, dict):
@@ -110,10 +138,23 @@ def load_coco_detections(path: str | Path, image_table: dict[Any, int]) -> CocoD
                             hint="detections must use the groundtruth file's image ids")
         di.append(image_table[det["image_id"]])
         dc.append(int(_num(det, "category_id", w)))
-        db.append(_box(det.get("bbox"), f"{w}.bbox"))
         ds.append(_num(det, "score", w))
-    return CocoDetections(np.array(di, np.int64), np.array(dc, np.int64),
-                          np.array(db, np.float64).reshape(-1, 4), np.array(ds, np.float64))
+        if keypoints:
+            kp = _keypoints(det, w, dk[0].shape[0] if dk else None)
+            dk.append(kp)
+            if "bbox" not in det or det.get("bbox") == []:  # pycocotools loadRes: the keypoints' extent
+                x0, y0 = kp[:, 0].min(), kp[:, 1].min()
+                db.append([x0, y0, kp[:, 0].max() - x0, kp[:, 1].max() - y0])
+                da.append(db[-1][2] * db[-1][3])
+                continue
+        db.append(_box(det.get("bbox"), f"{w}.bbox"))
+        da.append(db[-1][2] * db[-1][3])
+    dt = CocoDetections(np.array(di, np.int64), np.array(dc, np.int64),
+                        np.array(db, np.float64).reshape(-1, 4), np.array(ds, np.float64))
+    if keypoints:
+        dt.keypoints = np.stack(dk) if dk else np.zeros((0, 0, 3))
+        dt.areas = np.array(da, np.float64)
+    return dt
 
 
 def xywh_to_yxyx(boxes: np.ndarray) -> np.ndarray:

@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from odkit.evaluation.metrics import DetectionMetrics, check_metrics_set, keypoint_metric_specs
+from odkit.evaluation.metrics import DetectionMetrics, keypoint_metric_specs
+from odkit.evaluation.settings import EvalSettings, eval_settings
+from odkit.evaluation.visualize import side_by_side
+from odkit.masks import reframe_box_masks_to_image_masks
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +41,6 @@ def category_names(label_map: Any) -> dict[int, str]:
     if hasattr(label_map, "id_to_display_name"):
         return dict(label_map.id_to_display_name)
     raise TypeError(f"unsupported label map type {type(label_map).__name__}")
-
-
-def _field(msg: Any, name: str, default: Any) -> Any:
-    """A proto (or namespace) field with a fallback when the object lacks it."""
-    return getattr(msg, name, default)
 
 
 def gt_to_original_frame(boxes: np.ndarray, padded_hw: tuple[int, int], true_hw: np.ndarray,
@@ -83,8 +81,6 @@ def gt_masks_to_original(masks: np.ndarray, true_hw: np.ndarray, original_hw: np
 def det_masks_to_original(box_masks: np.ndarray, boxes: np.ndarray, original_hw: np.ndarray) -> np.ndarray:
     """Per-box mask probabilities [D, mh, mw] + boxes normalized to the true image -> uint8 [D, oh, ow] 0/1
     (TF eval_util: reframe_box_masks_to_image_masks, then > 0.5)."""
-    from odkit.core.masks import reframe_box_masks_to_image_masks
-
     full = reframe_box_masks_to_image_masks(box_masks.astype(np.float32), boxes, int(original_hw[0]),
                                             int(original_hw[1]))
     return (full > 0.5).astype(np.uint8)
@@ -98,17 +94,17 @@ def _as_corners(points: np.ndarray) -> np.ndarray:
 
 def _side_by_side(image_hwc: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray, det_boxes: np.ndarray,
                   det_scores: np.ndarray, det_classes: np.ndarray, names: dict[int, str],
-                  eval_config: Any) -> np.ndarray:
-    from odkit.evaluation.visualize import side_by_side
-
+                  eval_config: EvalSettings, keypoints: dict[str, np.ndarray] | None = None) -> np.ndarray:
     return side_by_side(
         image_hwc, gt_boxes, gt_classes, det_boxes, det_scores, det_classes, names,
-        min_score_threshold=float(_field(eval_config, "min_score_threshold", 0.5)),
-        max_boxes=int(_field(eval_config, "max_num_boxes_to_visualize", 20)),
-        skip_scores=bool(_field(eval_config, "skip_scores", False)),
-        skip_labels=bool(_field(eval_config, "skip_labels", False)),
-        groundtruth_on_detections=bool(_field(eval_config, "visualize_groundtruth_boxes", False)),
-        groundtruth_color=str(_field(eval_config, "groundtruth_box_visualization_color", "black")),
+        min_score_threshold=eval_config.min_score_threshold,
+        max_boxes=eval_config.max_num_boxes_to_visualize,
+        skip_scores=eval_config.skip_scores,
+        skip_labels=eval_config.skip_labels,
+        groundtruth_on_detections=eval_config.visualize_groundtruth_boxes,
+        groundtruth_color=eval_config.groundtruth_box_visualization_color,
+        keypoints=keypoints,
+        keypoint_edges=eval_config.keypoint_edges,
     )
 
 
@@ -130,18 +126,18 @@ def evaluate_model(
     are added when the model can compute them.
     """
     names = category_names(label_map)
-    metrics_set = check_metrics_set(list(_field(eval_config, "metrics_set", [])))
+    settings = eval_settings(eval_config)
     acc = DetectionMetrics(
         names,
-        metrics_set,
-        include_metrics_per_category=bool(_field(eval_config, "include_metrics_per_category", False)),
-        all_metrics_per_category=bool(_field(eval_config, "all_metrics_per_category", False)),
-        recall_lower_bound=float(_field(eval_config, "recall_lower_bound", 0.0)),
-        recall_upper_bound=float(_field(eval_config, "recall_upper_bound", 1.0)),
-        skip_predictions_for_unlabeled_class=bool(_field(eval_config, "skip_predictions_for_unlabeled_class", False)),
-        keypoint_metrics=keypoint_metric_specs(eval_config, label_map),
+        list(settings.metrics_set),
+        include_metrics_per_category=settings.include_metrics_per_category,
+        all_metrics_per_category=settings.all_metrics_per_category,
+        recall_lower_bound=settings.recall_lower_bound,
+        recall_upper_bound=settings.recall_upper_bound,
+        skip_predictions_for_unlabeled_class=settings.skip_predictions_for_unlabeled_class,
+        keypoint_metrics=keypoint_metric_specs(settings, label_map),
     )
-    num_vis = int(_field(eval_config, "num_visualizations", 10))
+    num_vis = settings.num_visualizations
     extras = EvalExtras(accumulator=acc)
     dev = torch.device(device) if device is not None else next(iter(model.parameters()), torch.empty(0)).device
     model.eval()
@@ -154,7 +150,7 @@ def evaluate_model(
     loss_batches = 0
     with torch.no_grad():
         for batch in loader:
-            images = batch["images"].to(dev)
+            images = batch["images"].to(dev).contiguous()  # the loader batches channels-last; eval runs NCHW
             tis = batch["true_image_shapes"].to(dev)
             gt = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch["groundtruth"].items()}
             pred = model.predict(model.preprocess(images))
@@ -173,7 +169,7 @@ def evaluate_model(
                     for k, v in losses.items():
                         loss_sums[k] = loss_sums.get(k, 0.0) + v
                     loss_batches += 1
-            _add_batch(acc, extras, batch, gt, dets, images, names, eval_config, num_vis, limit)
+            _add_batch(acc, extras, batch, gt, dets, images, names, settings, num_vis, limit)
             if limit is not None and extras.num_images >= limit:
                 break
     if loss_batches:
@@ -184,7 +180,7 @@ def evaluate_model(
 
 
 def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any], gt: dict[str, Any],
-               dets: dict[str, torch.Tensor], images: torch.Tensor, names: dict[int, str], eval_config: Any,
+               dets: dict[str, torch.Tensor], images: torch.Tensor, names: dict[int, str], eval_config: EvalSettings,
                num_vis: int, limit: int | None) -> None:
     d_boxes = dets["detection_boxes"].float().cpu().numpy()
     d_scores = dets["detection_scores"].float().cpu().numpy()
@@ -194,6 +190,7 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
     g_classes = gt["classes"].cpu().numpy()
     g_num = gt["num_boxes"].cpu().numpy()
     optional = {k: gt[k].cpu().numpy().astype(bool) for k in ("is_crowd", "difficult", "group_of") if k in gt}
+    g_area = gt["area"].float().cpu().numpy() if "area" in gt else None
     g_kp = gt["keypoints"].float().cpu().numpy() if "keypoints" in gt else None
     g_kv = gt["keypoint_visibilities"].cpu().numpy() if "keypoints" in gt else None
     d_kp = dets["detection_keypoints"].float().cpu().numpy() if "detection_keypoints" in dets else None
@@ -232,6 +229,7 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
             gt_is_crowd=optional["is_crowd"][i, :ng][valid] if "is_crowd" in optional else None,
             gt_difficult=optional["difficult"][i, :ng][valid] if "difficult" in optional else None,
             gt_group_of=optional["group_of"][i, :ng][valid] if "group_of" in optional else None,
+            gt_area=g_area[i, :ng][valid] if g_area is not None else None,
             **kp,
         )
         extras.num_images += 1
@@ -243,6 +241,14 @@ def _add_batch(acc: DetectionMetrics, extras: EvalExtras, batch: dict[str, Any],
                 img = images[i, :, :th, :tw].cpu().numpy().transpose(1, 2, 0)
             norm_g = gb / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
             norm_d = db / np.array([orig[i][0], orig[i][1]] * 2, dtype=np.float32)
+            hw = np.array([orig[i][0], orig[i][1]], dtype=np.float32)
+            kp_pic: dict[str, np.ndarray] = {}
+            if "gt_keypoints" in kp:
+                kp_pic.update(gt=kp["gt_keypoints"] / hw, gt_visible=kp["gt_keypoint_visibilities"])
+            if "det_keypoints" in kp:
+                kp_pic["det"] = kp["det_keypoints"] / hw
+                if "detection_keypoint_scores" in dets:
+                    kp_pic["det_scores"] = dets["detection_keypoint_scores"][i, :nd].float().cpu().numpy()
             pic = _side_by_side(np.ascontiguousarray(img.astype(np.uint8)), norm_g, gc, norm_d, ds, dc, names,
-                                eval_config)
+                                eval_config, kp_pic or None)
             extras.pictures.append((sid or f"image_{extras.num_images}", pic))

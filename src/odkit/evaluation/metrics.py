@@ -37,16 +37,21 @@ WEIGHTED_PASCAL = "weighted_pascal_voc_detection_metrics"
 SUPPORTED_METRICS = (COCO, COCO_MASKS, PASCAL, WEIGHTED_PASCAL)
 
 
-def check_metrics_set(metrics_set: Iterable[str]) -> list[str]:
-    """The metrics to compute (default coco_detection_metrics); UnsupportedError for others."""
-    names = [m for m in metrics_set if m] or [COCO]
-    for m in names:
-        if m not in SUPPORTED_METRICS:
+def check_metrics_set(metrics_set: Iterable[str], where: str | None = None) -> list[str]:
+    """The metrics to compute (default coco_detection_metrics); UnsupportedError for others.
+
+    The one check of metrics_set values (eval_config.metrics_set via odkit.evaluation.settings, and the
+    --metrics_set flags); ``where`` (e.g. ``eval_config.metrics_set``) gets the bad entry's index.
+    """
+    given = list(metrics_set)
+    for i, m in enumerate(given):
+        if m and m not in SUPPORTED_METRICS:
             raise UnsupportedError(
-                f"eval_config.metrics_set {m!r} is not supported",
+                f"metrics_set {m!r} is not supported",
+                where=f"{where}[{i}]" if where else None,
                 hint=f"use one of {', '.join(SUPPORTED_METRICS)}",
             )
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys([m for m in given if m] or [COCO]))
 
 
 @dataclass
@@ -78,14 +83,33 @@ class KeypointMetricSpec:
     sigmas: tuple[float, ...]
 
 
-def keypoint_metric_specs(eval_config: Any, label_map: Any) -> list[KeypointMetricSpec]:
-    """eval_config.parameterized_metric coco_keypoint_metrics -> specs (eval_util.get_evaluators): the class by
-    its (display) name in the label map, its ``keypoints { id label }``, sigmas by label (default 0.05)."""
-    specs = []
+@dataclass(frozen=True)
+class KeypointMetricRequest:
+    """One eval_config ``parameterized_metric { coco_keypoint_metrics { ... } }``, as read from the config."""
+
+    class_label: str
+    keypoint_label_to_sigmas: Mapping[str, float]
+
+
+def keypoint_metric_requests(eval_config: Any) -> tuple[KeypointMetricRequest, ...]:
+    """Read eval_config.parameterized_metric (only coco_keypoint_metrics exists)."""
+    out = []
     for pm in getattr(eval_config, "parameterized_metric", []):
         if pm.WhichOneof("parameterized_metric") != "coco_keypoint_metrics":
             continue
         km = pm.coco_keypoint_metrics
+        out.append(KeypointMetricRequest(str(km.class_label), dict(km.keypoint_label_to_sigmas)))
+    return tuple(out)
+
+
+def keypoint_metric_specs(eval_config: Any, label_map: Any) -> list[KeypointMetricSpec]:
+    """eval_config.parameterized_metric coco_keypoint_metrics -> specs (eval_util.get_evaluators): the class by
+    its (display) name in the label map, its ``keypoints { id label }``, sigmas by label (default 0.05)."""
+    specs = []
+    requests = getattr(eval_config, "keypoint_metrics", None)  # odkit.evaluation.settings.EvalSettings
+    if requests is None:
+        requests = keypoint_metric_requests(eval_config)
+    for km in requests:
         names = dict(getattr(label_map, "id_to_display_name", {}) or {})
         cid = next((i for i, n in sorted(names.items()) if n == km.class_label), None)
         if cid is None:

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from odkit.evaluation.coco import COCO_METRIC_KEYS
+from odkit.evaluation.pr_curves import coco_pr_curves, plot_pr_curves
+from odkit.evaluation.settings import eval_settings
 from odkit.fileio import atomic_save, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -62,17 +64,16 @@ def write_eval_outputs(eval_dir: Path, step: int, metrics: Mapping[str, float], 
 
     for i, (_, pic) in enumerate(extras.pictures):
         save_png_atomic(eval_dir / f"side_by_side_{i}.png", pic)
-    export_dir = str(getattr(eval_config, "visualization_export_dir", "") or "")
+    settings = eval_settings(eval_config)
+    export_dir = settings.visualization_export_dir
     if export_dir:
-        keep_id = bool(getattr(eval_config, "keep_image_id_for_visualization_export", False))
+        keep_id = settings.keep_image_id_for_visualization_export
         for i, (image_id, pic) in enumerate(extras.pictures):
             tag = _safe_name(image_id) if keep_id else f"image-{i}"
             save_png_atomic(Path(export_dir) / f"export-{step}-{tag}.png", pic)
 
     acc = extras.accumulator
     if acc is not None:
-        from odkit.evaluation.pr_curves import coco_pr_curves, plot_pr_curves
-
         if acc.coco_result is not None:
             plot_pr_curves(coco_pr_curves(acc.coco_result), names, eval_dir / "pr_curves.png",
                            title=f"precision / recall at IoU 0.5 (COCO, step {step})")
@@ -80,7 +81,7 @@ def write_eval_outputs(eval_dir: Path, step: int, metrics: Mapping[str, float], 
             curves = {k: (r, p) for k, (p, r) in acc.pascal_curves.items()}
             plot_pr_curves(curves, names, eval_dir / "pr_curves.png",
                            title=f"precision / recall at IoU 0.5 (PASCAL, step {step})")
-        export_path = str(getattr(eval_config, "export_path", "") or "")
+        export_path = settings.export_path
         if export_path:
             _, dets = acc.coco_json()
             write_json_atomic(Path(export_path), dets)

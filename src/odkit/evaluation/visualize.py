@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
-from odkit.drawing import draw_boxes
+from odkit.drawing import draw_boxes, draw_keypoints
 
 
 def side_by_side(
@@ -23,13 +23,17 @@ def side_by_side(
     skip_labels: bool = False,
     groundtruth_on_detections: bool = False,
     groundtruth_color: str = "black",
+    keypoints: dict[str, np.ndarray] | None = None,
+    keypoint_edges: tuple[tuple[int, int], ...] = (),
 ) -> np.ndarray:
     """HxWx3 uint8 image -> (H+14)x(2W+gap)x3: groundtruth on the left, detections on the right, titled.
 
     Boxes are normalized [ymin, xmin, ymax, xmax]. Detections below ``min_score_threshold`` are not
     drawn, at most ``max_boxes`` of them (highest scores first), as the TF OD API's visualization.
     ``groundtruth_on_detections`` (eval_config.visualize_groundtruth_boxes) also outlines the
-    groundtruth on the detections panel in ``groundtruth_color``.
+    groundtruth on the detections panel in ``groundtruth_color``. ``keypoints`` (normalized (y, x)):
+    "gt" [N, K, 2] with "gt_visible" [N, K], "det" [D, K, 2] with "det_scores" [D, K] (keypoints scoring
+    under ``min_score_threshold`` are not drawn); ``keypoint_edges`` (eval_config.keypoint_edge) join them.
     """
     img = np.asarray(image, dtype=np.uint8)
     keep = np.flatnonzero(np.asarray(det_scores) >= min_score_threshold)
@@ -44,6 +48,14 @@ def side_by_side(
         names,
     )
     h, w = img.shape[:2]
+    if keypoints:
+        if "gt" in keypoints:
+            draw_keypoints(left, keypoints["gt"], keypoints.get("gt_visible"), np.asarray(gt_classes).reshape(-1),
+                           keypoint_edges)
+        if "det" in keypoints:
+            det_kp = np.asarray(keypoints["det"])[keep]
+            kp_ok = np.asarray(keypoints.get("det_scores", np.ones(det_kp.shape[:2])))[keep] >= min_score_threshold
+            draw_keypoints(right, det_kp, kp_ok, np.asarray(det_classes).reshape(-1)[keep], keypoint_edges)
     if groundtruth_on_detections:
         try:
             color = ImageColor.getrgb(groundtruth_color)

@@ -2,7 +2,7 @@
 
 A fixed_shape_resizer traces as is (its output size is a constant). keep_aspect_ratio_resizer with
 pad_to_max_dimension computes its target size from the input shape, so its size maths is rewritten
-here with tensor ops (same float32 maths and round-half-to-even as odkit.inputs.resizers). Resizers
+from the traced shape with odkit.inputs.resizers.resize_to_range_hw (the data loader's own arithmetic). Resizers
 whose output size depends on the input (no padding to a fixed size) are refused.
 """
 
@@ -12,6 +12,13 @@ import torch
 from torch import nn
 
 from odkit.errors import UnsupportedError
+from odkit.inputs.resizers import (
+    FixedShapeResizer,
+    KeepAspectRatioResizer,
+    resize_images,
+    resize_to_range_hw,
+    to_grayscale3,
+)
 
 
 class TraceableKeepAspectRatio(nn.Module):
@@ -28,13 +35,9 @@ class TraceableKeepAspectRatio(nn.Module):
                              persistent=False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from odkit.inputs.resizers import resize_images, to_grayscale3
-
         images = images.to(torch.float32)
         hw = torch._shape_as_tensor(images)[2:].to(torch.float32)
-        large = torch.round(hw * (self.min_dimension / hw.min()))
-        small = torch.round(hw * (self.max_dimension / hw.max()))
-        size = torch.where(large.max() > self.max_dimension, small, large).to(torch.int64)
+        size = resize_to_range_hw(hw, self.min_dimension, self.max_dimension).to(torch.int64)
         if torch.jit.is_tracing():
             out_size = (size[0], size[1])
         else:
@@ -52,8 +55,6 @@ class TraceableKeepAspectRatio(nn.Module):
 
 def export_resizer(resizer: nn.Module) -> nn.Module:
     """A module equivalent to ``resizer`` that traces correctly for every input size."""
-    from odkit.inputs.resizers import FixedShapeResizer, KeepAspectRatioResizer
-
     if isinstance(resizer, KeepAspectRatioResizer):
         if resizer.pad_to_max_dimension:
             return TraceableKeepAspectRatio(resizer)

@@ -16,6 +16,7 @@ from odkit.errors import OdkitError
 from odkit.fileio import safe_path
 from odkit.inference.backends import BACKENDS, OnnxBackend, TorchScriptBackend
 from odkit.inference.images import ImageInput, load_image
+from odkit.masks import reframe_box_masks_to_image_masks
 
 INFO_FILE = "export_info.json"
 REQUIRED_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
@@ -111,8 +112,6 @@ def _has(module: str) -> bool:
 def image_mask(box_mask: np.ndarray, box: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
     """One per-box mask [mh, mw] (probabilities) -> uint8 [H, W] 0/1 in the image (TF eval_util: reframe,
     then > 0.5)."""
-    from odkit.core.masks import reframe_box_masks_to_image_masks
-
     full = reframe_box_masks_to_image_masks(
         np.asarray(box_mask, np.float32)[None], np.asarray(box, np.float32)[None], int(image_hw[0]), int(image_hw[1])
     )

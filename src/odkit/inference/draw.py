@@ -8,23 +8,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from odkit.drawing import PALETTE, color_for, draw_boxes, draw_keypoints
+from odkit.drawing import PALETTE, color_for, draw_boxes, draw_keypoints, draw_masks
 
-__all__ = ["PALETTE", "color_for", "draw_boxes", "draw_detections", "draw_keypoints"]
-
-
-def draw_masks(
-    image: np.ndarray | Image.Image, masks: Sequence[np.ndarray], class_ids: Sequence[int], alpha: float = 0.45
-) -> Image.Image:
-    """Return an RGB copy of ``image`` with binary [H, W] masks blended in their class colours."""
-    img = Image.fromarray(np.asarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
-    pixels = np.asarray(img.convert("RGB"), dtype=np.float32).copy()
-    for mask, cid in zip(masks, class_ids):
-        on = np.asarray(mask, dtype=bool)
-        if on.shape != pixels.shape[:2]:
-            raise ValueError(f"mask shape {on.shape} differs from the image {pixels.shape[:2]}")
-        pixels[on] = (1 - alpha) * pixels[on] + alpha * np.asarray(color_for(int(cid)), np.float32)
-    return Image.fromarray(np.round(pixels).astype(np.uint8))
+__all__ = ["PALETTE", "color_for", "draw_boxes", "draw_detections", "draw_keypoints", "draw_masks"]
 
 
 def draw_detections(image: np.ndarray | Image.Image, detections: Sequence[Any],

@@ -1,4 +1,5 @@
-"""Batching: stack images (padding to the batch max when sizes differ), pad boxes to a fixed count."""
+"""Batching: stack images into channels-last memory (padding to the batch max when sizes differ), pad boxes to a
+fixed count."""
 
 from __future__ import annotations
 
@@ -25,21 +26,25 @@ def collate_examples(examples: Sequence[dict[str, Any]], max_boxes: int | None =
     hs = [int(e["image"].shape[-2]) for e in examples]
     ws = [int(e["image"].shape[-1]) for e in examples]
     H, W = max(hs), max(ws)
+    # channels-last memory ([B, H, W, 3] underneath the [B, 3, H, W] view): the resizer's output layout, and
+    # the layout the trainer's convolutions run in, so no image is transposed on its way to the model
+    first = examples[0]["image"]
     if all(h == H for h in hs) and all(w == W for w in ws):
-        images = torch.stack([e["image"] for e in examples])
+        images = torch.empty((b, H, W, 3), dtype=first.dtype)
     else:
-        fill = torch.tensor(pad_value, dtype=torch.float32).round().clamp(0, 255).to(torch.uint8).view(1, 3, 1, 1)
-        images = fill.expand(b, 3, H, W).clone()
-        for i, e in enumerate(examples):
-            images[i, :, :hs[i], :ws[i]] = e["image"]
+        fill = torch.tensor(pad_value, dtype=torch.float32).round().clamp(0, 255).to(first.dtype)
+        images = fill.expand(b, H, W, 3).clone()
+    for i, e in enumerate(examples):
+        images[i, :hs[i], :ws[i]] = e["image"].permute(1, 2, 0)
+    images = images.permute(0, 3, 1, 2)
     counts = [int(e["boxes"].shape[0]) for e in examples]
     m = max(counts, default=0) if max_boxes is None else int(max_boxes)
     boxes = torch.zeros((b, m, 4), dtype=torch.float32)
     classes = torch.zeros((b, m), dtype=torch.int64)
     weights = torch.zeros((b, m), dtype=torch.float32)
     num = torch.zeros((b,), dtype=torch.int64)
-    flag_keys = [k for k in ("difficult", "group_of") if all(k in e for e in examples)]
-    flags = {k: torch.zeros((b, m), dtype=torch.bool) for k in flag_keys}
+    flag_keys = [k for k in ("difficult", "group_of", "is_crowd", "area") if all(k in e for e in examples)]
+    flags = {k: torch.zeros((b, m), dtype=torch.float32 if k == "area" else torch.bool) for k in flag_keys}
     kp = _keypoint_arrays(examples, m)
     masks = torch.zeros((b, m, H, W), dtype=torch.uint8) if examples and all("masks" in e for e in examples) \
         else None

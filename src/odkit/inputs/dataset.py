@@ -14,8 +14,12 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from odkit import errors
+from odkit.data.example import decode_detection_example
+from odkit.data.image_io import decode_image
+from odkit.data.tfrecord import TFRecordReader, expand_paths, read_record
 from odkit.errors import DataError, OdkitError
 from odkit.inputs.augment import Augmenter, make_sample, to_uint8
+from odkit.inputs.augment.geometric import resize_masks
 from odkit.inputs.resizers import ImageResizer
 
 ERROR_KEY = "__odkit_error__"
@@ -38,8 +42,6 @@ class RecordRef:
 
 def index_records(input_paths: Sequence[str], sample_1_of_n: int = 1) -> list[RecordRef]:
     """(path, offset) of every record of the expanded input paths, in file order; keeps every n-th."""
-    from odkit.data.tfrecord import TFRecordReader, expand_paths
-
     if not input_paths:
         raise DataError("input reader has no tf_record_input_reader.input_path",
                         hint="set tf_record_input_reader { input_path: \"train.record-?????-of-000NN\" }")
@@ -80,9 +82,10 @@ class InputTransform:
     def __call__(self, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
                  rng: random.Random, where: str = "", flags: dict[str, torch.Tensor] | None = None,
                  keypoints: torch.Tensor | None = None, keypoint_visibilities: torch.Tensor | None = None,
-                 masks: torch.Tensor | None = None) -> dict[str, Any]:
+                 masks: torch.Tensor | None = None, area: torch.Tensor | None = None) -> dict[str, Any]:
         """``flags``: optional per-box bool tensors (difficult, group_of) carried through augmentation;
-        ``keypoints`` [N, K, 2] (y, x) normalized and ``keypoint_visibilities`` bool [N, K] when loaded."""
+        ``keypoints`` [N, K, 2] (y, x) normalized and ``keypoint_visibilities`` bool [N, K] when loaded;
+        ``area`` float [N] (image/object/area, pixels of the original image; TF's groundtruth_area for eval)."""
         original = image
         keep = torch.isfinite(boxes).all(dim=1) & (labels > 0)  # TF drops NaN boxes and unknown (-1) classes
         if self.num_classes is not None and bool((labels[keep] > self.num_classes).any()):
@@ -98,6 +101,8 @@ class InputTransform:
             extra["keypoint_visibilities"] = vis[keep]
         if masks is not None:
             extra["masks"] = masks.to(torch.uint8)[keep]
+        if area is not None:
+            extra["area"] = area.to(torch.float32)[keep]
         sample = make_sample(image, boxes[keep], labels[keep], weights[keep], **extra)
         if self.augmenter is not None and len(self.augmenter):
             sample = self.augmenter(sample, rng)
@@ -118,7 +123,9 @@ class InputTransform:
         if masks is not None:
             result["masks"] = _masks_out(sample.fields["masks"], th, tw, out_h, out_w)
         for k in extra:
-            if k not in ("keypoints", "keypoint_visibilities", "masks"):
+            if k == "area":
+                result[k] = sample.fields[k].to(torch.float32)
+            elif k not in ("keypoints", "keypoint_visibilities", "masks"):
                 result[k] = sample.fields[k].to(torch.bool)
         if keypoints is not None:
             result.update(self._keypoints_out(sample.fields["keypoints"], sample.fields["keypoint_visibilities"],
@@ -144,8 +151,6 @@ class InputTransform:
 
 def _masks_out(masks: torch.Tensor, th: int, tw: int, out_h: int, out_w: int) -> torch.Tensor:
     """Masks resized to the image's resized size (nearest, as TF's resizers) and zero padded to the input."""
-    from odkit.inputs.augment.geometric import resize_masks
-
     m = resize_masks(masks, th, tw)
     if (th, tw) == (out_h, out_w):
         return m
@@ -177,10 +182,6 @@ class DetectionDataset(Dataset):
 
     def load(self, item: int | tuple[int, int]) -> dict[str, Any]:
         """One example dict; OdkitError on bad data."""
-        from odkit.data.example import decode_detection_example
-        from odkit.data.image_io import decode_image
-        from odkit.data.tfrecord import read_record
-
         idx, epoch = (item, 0) if isinstance(item, int) else item
         ref = self.records[idx]
         where = f"{os.path.basename(ref.path)}:offset {ref.offset}"
@@ -200,6 +201,9 @@ class DetectionDataset(Dataset):
                 raise DataError(f"masks are {ex.masks.shape[2]}x{ex.masks.shape[1]}, the decoded image "
                                 f"{image.shape[-1]}x{image.shape[-2]}", where=where)
             kp["masks"] = torch.from_numpy(np.ascontiguousarray(ex.masks))
+        area = getattr(ex, "area", None)
+        if area is not None and len(area) and len(area) == len(ex.labels):
+            kp["area"] = torch.from_numpy(np.asarray(area, np.float32))
         out = self.transform(image, torch.from_numpy(np.asarray(ex.boxes, np.float32)).reshape(-1, 4),
                              torch.from_numpy(np.asarray(ex.labels, np.int64)),
                              torch.from_numpy(np.asarray(ex.weights, np.float32)), rng, where,
@@ -210,10 +214,11 @@ class DetectionDataset(Dataset):
 
 
 def _box_flags(ex: Any) -> dict[str, torch.Tensor]:
-    """difficult / group_of per box when the record has them (evaluation uses them; training ignores them)."""
+    """difficult / group_of / is_crowd per box when the record has them (evaluation uses them, as TF's
+    groundtruth_difficult / group_of / is_crowd; training ignores them)."""
     n = len(ex.labels)
     out = {}
-    for key in ("difficult", "group_of"):
+    for key in ("difficult", "group_of", "is_crowd"):
         v = getattr(ex, key, None)
         if v is not None and len(v) == n:
             out[key] = torch.from_numpy(np.asarray(v, dtype=bool)).reshape(n)

@@ -69,6 +69,29 @@ def resize_bilinear_tf_legacy(images: torch.Tensor, size) -> torch.Tensor:
     return t + (b - t) * ly.to(images.dtype).unsqueeze(-1)
 
 
+def resize_bilinear_tf_legacy_hwc(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`resize_bilinear_tf_legacy` for one channels-last image (any dtype [H, W, C]) -> float32 [H', W', C],
+    bit-identical to it (the same float32 operations on the same values, in TF's order).
+
+    The top/bottom lerp along x is computed once per *source* row that some output row reads (TF computes it
+    per output row: the same values, repeated), and every gather moves whole rows or runs along a flat
+    [rows, W * C] view, which is what makes this the data loader's fast path.
+    """
+    h_in, w_in, c = int(image.shape[0]), int(image.shape[1]), int(image.shape[2])
+    h_out, w_out = int(size[0]), int(size[1])
+    y0, y1, ly = _bilinear_axis(h_in, h_out, image.device)
+    x0, x1, lx = _bilinear_axis(w_in, w_out, image.device)
+    rows, inverse = torch.unique(torch.cat([y0, y1]), sorted=True, return_inverse=True)
+    src = image.index_select(0, rows).to(torch.float32).view(len(rows), w_in * c)
+    chan = torch.arange(c, device=image.device)
+    left = src.index_select(1, (x0.unsqueeze(1) * c + chan).view(-1))
+    right = src.index_select(1, (x1.unsqueeze(1) * c + chan).view(-1))
+    across = right.sub_(left).mul_(lx.repeat_interleave(c).unsqueeze(0)).add_(left)  # tl + (tr - tl) * lx
+    top = across.index_select(0, inverse[:h_out])
+    out = across.index_select(0, inverse[h_out:]).sub_(top).mul_(ly.unsqueeze(1)).add_(top)  # t + (b - t) * ly
+    return out.view(h_out, w_out, c)
+
+
 def _cubic_weights(t: torch.Tensor, a: float = -0.75) -> list[torch.Tensor]:
     """Keys cubic coefficients for taps -1, 0, 1, 2 at fractional offset t (TF/torch use a = -0.75)."""
 
@@ -139,16 +162,23 @@ def to_grayscale3(images: torch.Tensor) -> torch.Tensor:
     return gray.expand(-1, 3, -1, -1).contiguous()
 
 
-def resize_to_range_size(height: int, width: int, min_dimension: int, max_dimension: int) -> tuple[int, int]:
-    """New (h, w) of TF preprocessor.resize_to_range (float32 maths, round half to even)."""
-    h, w = np.float32(height), np.float32(width)
-    large = np.float32(min_dimension) / np.minimum(h, w)
-    large_size = (int(np.round(h * large)), int(np.round(w * large)))
+def resize_to_range_hw(hw: torch.Tensor, min_dimension: int, max_dimension: int) -> torch.Tensor:
+    """New float32 (h, w) of TF preprocessor.resize_to_range for a float32 [2] (h, w): float32 maths, round half
+    to even, tensor ops only (the exported graph traces it for any input size: odkit.export.resize).
+
+    The scale is a float32 division, as TF's ``min_dimension / min(h, w)``: ``int / tensor`` would be computed as
+    ``int * reciprocal(tensor)`` by torch, which rounds differently (e.g. 300 / 120 -> 2.5000002)."""
+    large = torch.round(hw * (hw.new_full((), float(min_dimension)) / hw.min()))
     if not max_dimension:
-        return large_size
-    small = np.float32(max_dimension) / np.maximum(h, w)
-    small_size = (int(np.round(h * small)), int(np.round(w * small)))
-    return small_size if max(large_size) > max_dimension else large_size
+        return large
+    small = torch.round(hw * (hw.new_full((), float(max_dimension)) / hw.max()))
+    return torch.where(large.max() > max_dimension, small, large)
+
+
+def resize_to_range_size(height: int, width: int, min_dimension: int, max_dimension: int) -> tuple[int, int]:
+    """New (h, w) of TF preprocessor.resize_to_range (resize_to_range_hw on Python ints)."""
+    size = resize_to_range_hw(torch.tensor([height, width], dtype=torch.float32), min_dimension, max_dimension)
+    return int(size[0]), int(size[1])
 
 
 class ImageResizer(nn.Module):
@@ -198,28 +228,37 @@ class ImageResizer(nn.Module):
     def resize_uint8(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Data-loader path for one uint8 [3,H,W] image -> (uint8 [3,H',W'], true shape [3]).
 
-        Resamples like forward() (TF sampling by default) and rounds to uint8. Only the half-pixel bilinear /
-        nearest option resizes uint8 directly (within 1 grey level of the float path, ~5x faster).
+        Resamples like forward() (TF sampling by default) and rounds to uint8: the same values as
+        ``forward`` rounded, computed channels-last. The result is a [3,H',W'] view of channels-last memory
+        ([H',W',3] contiguous) except on the generic path (grayscale, bicubic, area, legacy nearest), which
+        returns a contiguous tensor; ``collate_examples`` batches either into channels-last memory. Only the
+        half-pixel bilinear / nearest option resizes uint8 directly (within 1 grey level of the float path).
         """
-        fast = self.half_pixel_centers and self.method in ("bilinear", "nearest")
-        if image.dtype != torch.uint8 or self.grayscale or not fast:
-            out, shapes = self.forward(image[None].to(torch.float32))
-            return out[0].round().clamp_(0, 255).to(torch.uint8), shapes[0]
         h, w = int(image.shape[-2]), int(image.shape[-1])
         th, tw = self.target_size(h, w)
-        out = image
-        if (th, tw) != (h, w):
-            x = image[None].contiguous(memory_format=torch.channels_last)
-            kw = {"align_corners": False} if self.method == "bilinear" else {}
-            mode = self.method if self.method == "bilinear" else "nearest-exact"
-            out = F.interpolate(x, size=(th, tw), mode=mode, **kw)[0].contiguous()
+        hwc = image.dtype == torch.uint8 and not self.grayscale
+        if hwc and self.method == "bilinear" and not self.half_pixel_centers:
+            out = image.permute(1, 2, 0)  # [H, W, 3] (a free view of the decoder's channels-last memory)
+            if (th, tw) != (h, w):
+                # lerps of values in [0, 255] stay in [0, 255] (float rounding is monotonic): no clamp needed
+                out = resize_bilinear_tf_legacy_hwc(out, (th, tw)).round_().to(torch.uint8)
+        elif hwc and self.half_pixel_centers and self.method in ("bilinear", "nearest"):
+            out = image.permute(1, 2, 0)
+            if (th, tw) != (h, w):
+                x = image[None].contiguous(memory_format=torch.channels_last)
+                kw = {"align_corners": False} if self.method == "bilinear" else {}
+                mode = self.method if self.method == "bilinear" else "nearest-exact"
+                out = F.interpolate(x, size=(th, tw), mode=mode, **kw)[0].permute(1, 2, 0)
+        else:
+            res, shapes = self.forward(image[None].to(torch.float32))
+            return res[0].round().clamp_(0, 255).to(torch.uint8), shapes[0]
         ph, pw = self.padded_size(th, tw)
         if (ph, pw) != (th, tw):
-            fill = torch.tensor(self.pad_value()).round().clamp(0, 255).to(torch.uint8).view(3, 1, 1)
-            canvas = fill.expand(3, ph, pw).clone()
-            canvas[:, :th, :tw] = out
+            fill = torch.tensor(self.pad_value()).round().clamp(0, 255).to(torch.uint8)
+            canvas = fill.expand(ph, pw, 3).clone()
+            canvas[:th, :tw] = out
             out = canvas
-        return out, torch.tensor([th, tw, 3], dtype=torch.int64)
+        return out.permute(2, 0, 1), torch.tensor([th, tw, 3], dtype=torch.int64)
 
 
 def _pad_bottom_right(images: torch.Tensor, height: int, width: int, value: list[float]) -> torch.Tensor:

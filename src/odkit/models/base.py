@@ -19,7 +19,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from odkit.errors import UnsupportedError
 from odkit.models.hyperparams import l2_regularization_loss
+
+_RESTORE_SCOPES = {  # fine_tune_checkpoint_type -> (model attribute, what it names, the other types to use)
+    "classification": ("backbone_param_prefixes", "backbone", "detection or full"),
+    "detection": ("feature_extractor_param_prefixes", "feature extractor", "full or classification"),
+}
+
+
+def restore_prefixes(model: nn.Module, kind: str) -> tuple[str, ...]:
+    """The state_dict name prefixes a ``classification`` (backbone) or ``detection`` (feature extractor) fine-tune
+    restores; a model that does not name them is refused (UnsupportedError at fine_tune_checkpoint_type)."""
+    attr, what, other = _RESTORE_SCOPES[kind]
+    prefixes = tuple(getattr(model, attr, ()) or ())
+    if not prefixes:
+        raise UnsupportedError(
+            f"this model does not name its {what}, so a {kind} checkpoint cannot be restored",
+            where="train_config.fine_tune_checkpoint_type",
+            hint=f"use {other}",
+        )
+    return prefixes
 
 
 class DetectionModel(nn.Module):

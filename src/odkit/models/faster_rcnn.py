@@ -6,7 +6,8 @@ Coordinates: anchors, proposals and groundtruth are handled normalized to the pa
 Flow (TF semantics):
 - first stage: features = extractor.extract_proposal_features; RPN head -> box encodings / objectness for
   grid anchors (absolute pixels, normalized here). Anchors are clipped to the image when
-  `clip_anchors_to_image` or at eval; in training otherwise anchors completely outside are masked (TF prunes).
+  `clip_anchors_to_image` or at eval; in training otherwise anchors not entirely inside the image are masked
+  (TF `_remove_invalid_anchors_and_predictions`: prune_outside_window drops every anchor that leaves it).
 - proposals: decode, softmax objectness, greedy NMS (first_stage_nms_iou/score thresholds, at most
   first_stage_max_proposals; a sync-free loop on CPU, exact prefix NMS with one host sync on CUDA), clip to
   the true image window, drop zero-area boxes.
@@ -44,7 +45,7 @@ proposals weigh 0) and sums the sigmoid cross entropy / max(positives * mh * mw,
 second_stage_mask_prediction_loss_weight ("Loss/BoxClassifierLoss/mask_loss"). At inference postprocess
 crops the features again for the final detection boxes, runs the box classifier and the mask head, keeps
 the detected class's mask and returns `detection_masks` [B, K, mh, mw] = sigmoid (box frame; reframe to the
-image with odkit.core.masks.reframe_box_masks_to_image_masks). TF crops with the detection boxes in the
+image with odkit.masks.reframe_box_masks_to_image_masks). TF crops with the detection boxes in the
 true-image frame from the padded feature map; odkit maps them back to the padded frame first (identical
 when the image is not padded, as with the zoo's fixed_shape_resizer). With number_of_stages 2 the mask
 head is built (its weights restore) but unused, as in TF2.
@@ -173,7 +174,7 @@ class FasterRCNNMetaArch(DetectionModel):
             anchors = box_ops.clip_to_window(anchors, anchors.new_tensor([0.0, 0.0, 1.0, 1.0]))
             valid = box_ops.area(anchors) > 0
         else:
-            valid = (anchors[:, 0] < 1) & (anchors[:, 1] < 1) & (anchors[:, 2] > 0) & (anchors[:, 3] > 0)
+            valid = (anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] <= 1) & (anchors[:, 3] <= 1)
         return anchors, valid
 
     def predict(self, images: Tensor, true_image_shapes: Tensor | None = None) -> dict[str, Tensor]:

@@ -25,13 +25,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from odkit.errors import UnsupportedError
+from odkit.models.backbones.efficientnet import EfficientNetBackbone
+from odkit.models.backbones.mobilenet_v1 import MobileNetV1Backbone
+from odkit.models.backbones.mobilenet_v2 import EXPAND13, MobileNetV2Backbone
+from odkit.models.backbones.resnet import ResNetBackbone
 from odkit.models.hyperparams import (
+    L2_ATTR,
+    L2_BIAS_ATTR,
     ConvHyperparams,
     activation_layer,
+    default_hyperparams,
     freeze_batch_norm,
     init_weight,
     tag_l2,
 )
+from odkit.models.necks.bifpn import BiFPN
+from odkit.models.necks.fpn import FPN
+from odkit.models.necks.ssd_layers import SSDExtraLayers
 
 ALIASES = {
     "ssd_mobilenet_v1": "ssd_mobilenet_v1_keras",
@@ -88,12 +98,13 @@ def normalized_to_pixels(type_name: str, values: list[float]) -> list[float]:
     return [v * s + m for v, m, s in zip(values, mean, std)]
 
 
-def canonical_type(type_name: str) -> str:
+def canonical_type(type_name: str, where: str | None = None) -> str:
     name = ALIASES.get(type_name, type_name)
     if name not in SUPPORTED:
         raise UnsupportedError(
-            f"feature_extractor type {type_name!r} is not supported",
-            hint="supported: " + ", ".join(SUPPORTED) + " (and TF1 aliases " + ", ".join(ALIASES) + ")")
+            f"feature_extractor type {type_name!r} is not supported", where=where,
+            hint="supported: " + ", ".join(SUPPORTED) + " (and TF1 aliases " + ", ".join(ALIASES) + ")",
+            substitute="ssd_mobilenet_v1_fpn_keras" if "fpn" in type_name else "ssd_mobilenet_v2_keras")
     return name
 
 
@@ -165,80 +176,37 @@ def create_ssd_feature_extractor(
 
     num_layers (non-FPN MobileNet SSDs only, TF default 6): number of feature maps (2 backbone + extra layers).
     """
-    name = canonical_type(type_name)
+    name = canonical_type(type_name, where=f"{where}.type")
     if not 2 <= num_layers <= 6:
         raise UnsupportedError(f"num_layers {num_layers} is not supported", where=f"{where}.num_layers",
                                hint="use 2..6")
-    extra_depths = [512, 256, 256, 128][: num_layers - 2]
-
-    def depth_fn(d: int) -> int:
-        return max(int(d * depth_multiplier), min_depth)
-
-    def need(params, what):
-        if params is None:
-            raise UnsupportedError(f"feature_extractor type {type_name!r} needs a {what} block", where=where)
-        return params
-
-    m = re.fullmatch(r"ssd_resnet(\d+)_v1_fpn_keras", name)
-    if m:
-        from odkit.models.backbones.resnet import ResNetBackbone
-        from odkit.models.necks.fpn import FPN
-        backbone: nn.Module = ResNetBackbone(int(m.group(1)))
-        family = "resnet"
-        mean, std = _RESNET_MEANS, (1.0, 1.0, 1.0)
-        p = need(fpn, "fpn")
-        neck: nn.Module = FPN(backbone.out_channels, p.min_level, p.max_level, depth_fn(p.additional_layer_depth), hp,
-                              use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm,
-                              explicit_padding=use_explicit_padding)
-        out_channels = neck.out_channels
-    elif name.startswith("ssd_mobilenet_v1"):
-        from odkit.models.backbones.mobilenet_v1 import MobileNetV1Backbone
-        family = "mobilenet"
-        mean, std = (127.5,) * 3, (127.5,) * 3
-        base_hp = hp if override_base_hyperparams else _default_mobilenet_hp(hp)
-        backbone = MobileNetV1Backbone(base_hp, depth_multiplier, min_depth, explicit_padding=use_explicit_padding)
-        if name.endswith("_fpn_keras"):
-            from odkit.models.necks.fpn import FPN
-            p = need(fpn, "fpn")
-            neck = FPN(backbone.out_channels, p.min_level, p.max_level, depth_fn(p.additional_layer_depth), hp,
-                       use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm, explicit_padding=use_explicit_padding)
-            out_channels = neck.out_channels
-        else:
-            from odkit.models.necks.ssd_layers import SSDExtraLayers
-            extra = SSDExtraLayers([backbone.out_channels[4], backbone.out_channels[5]], extra_depths, hp,
-                                   depth_multiplier=depth_multiplier, min_depth=min_depth,
-                                   use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm,
-                                   explicit_padding=use_explicit_padding)
-            neck = _TakeLevels([4, 5], extra)
-            out_channels = extra.out_channels
-    elif name.startswith("ssd_mobilenet_v2"):
-        from odkit.models.backbones.mobilenet_v2 import EXPAND13, MobileNetV2Backbone
-        family = "mobilenet"
-        mean, std = (127.5,) * 3, (127.5,) * 3
-        if name.endswith("_fpn_keras"):
-            from odkit.models.necks.fpn import FPN
-            # TF's FPN(-lite) extractor builds `_create_modified_mobilenet_config()` (last conv 256 filters) but
-            # never passes it to the backbone: the last 1x1 conv keeps 1280 filters (as in the zoo checkpoints).
-            backbone = MobileNetV2Backbone(depth_multiplier, explicit_padding=use_explicit_padding)
-            p = need(fpn, "fpn")
-            neck = FPN(backbone.out_channels, p.min_level, p.max_level, depth_fn(p.additional_layer_depth), hp,
-                       use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm, explicit_padding=use_explicit_padding)
-            out_channels = neck.out_channels
-        else:
-            from odkit.models.necks.ssd_layers import SSDExtraLayers
-            backbone = MobileNetV2Backbone(depth_multiplier, want_expand13=True,
-                                           explicit_padding=use_explicit_padding)
-            extra = SSDExtraLayers([backbone.out_channels[EXPAND13], backbone.out_channels[5]], extra_depths,
-                                   hp, depth_multiplier=depth_multiplier, min_depth=min_depth,
-                                   use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm,
-                                   explicit_padding=use_explicit_padding)
-            neck = _TakeLevels([EXPAND13, 5], extra)
-            out_channels = extra.out_channels
-    else:
+    if not name.startswith(("ssd_resnet", "ssd_mobilenet")):
+        if bifpn is None:
+            raise UnsupportedError(f"feature_extractor type {type_name!r} needs a bifpn block", where=where)
         return _create_efficientdet(name, hp, min_depth=min_depth, depth_multiplier=depth_multiplier,
                                     pad_to_multiple=pad_to_multiple, use_explicit_padding=use_explicit_padding,
                                     use_depthwise=use_depthwise, override_base_hyperparams=override_base_hyperparams,
-                                    bifpn=need(bifpn, "bifpn"), freeze_batchnorm=freeze_batchnorm, where=where)
+                                    bifpn=bifpn, freeze_batchnorm=freeze_batchnorm, where=where)
+    with_fpn = name.endswith("_fpn_keras")
+    if with_fpn and fpn is None:
+        raise UnsupportedError(f"feature_extractor type {type_name!r} needs a fpn block", where=where)
+    family = "resnet" if name.startswith("ssd_resnet") else "mobilenet"
+    backbone = _ssd_backbone(name, hp, depth_multiplier=depth_multiplier, min_depth=min_depth,
+                             explicit_padding=use_explicit_padding, override_base_hyperparams=override_base_hyperparams)
+    neck: nn.Module
+    if with_fpn:
+        neck = FPN(backbone.out_channels, fpn.min_level, fpn.max_level,
+                   max(int(fpn.additional_layer_depth * depth_multiplier), min_depth), hp,
+                   use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm, explicit_padding=use_explicit_padding)
+        out_channels = neck.out_channels
+    else:  # MobileNet v1 / v2 SSD: two backbone maps, then the SSD extra layers
+        levels = [4 if name.startswith("ssd_mobilenet_v1") else EXPAND13, 5]
+        extra = SSDExtraLayers([backbone.out_channels[k] for k in levels], [512, 256, 256, 128][: num_layers - 2],
+                               hp, depth_multiplier=depth_multiplier, min_depth=min_depth,
+                               use_depthwise=use_depthwise, freeze_bn=freeze_batchnorm,
+                               explicit_padding=use_explicit_padding)
+        neck = _TakeLevels(levels, extra)
+        out_channels = extra.out_channels
 
     if not getattr(backbone, "built_from_hyperparams", False):
         if override_base_hyperparams:
@@ -246,14 +214,30 @@ def create_ssd_feature_extractor(
         else:
             tag_l2(backbone, _DEFAULT_BACKBONE_L2[family])
     tag_l2(neck, hp.l2_weight)
+    mean, std = normalization(name)
     extractor = SSDFeatureExtractor(name, backbone, neck, out_channels, mean, std, pad_to_multiple)
     if freeze_batchnorm:
         freeze_batch_norm(extractor)
     return extractor
 
 
+def _ssd_backbone(name: str, hp: ConvHyperparams, *, depth_multiplier: float, min_depth: int,
+                  explicit_padding: bool, override_base_hyperparams: bool) -> nn.Module:
+    """The backbone of a ResNet / MobileNet SSD type (canonical name)."""
+    m = re.fullmatch(r"ssd_resnet(\d+)_v1_fpn_keras", name)
+    if m:
+        return ResNetBackbone(int(m.group(1)))
+    if name.startswith("ssd_mobilenet_v1"):
+        base_hp = hp if override_base_hyperparams else _default_mobilenet_hp(hp)
+        return MobileNetV1Backbone(base_hp, depth_multiplier, min_depth, explicit_padding=explicit_padding)
+    # TF's FPN(-lite) extractor builds `_create_modified_mobilenet_config()` (last conv 256 filters) but never
+    # passes it to the backbone: the last 1x1 conv keeps 1280 filters (as in the zoo checkpoints). Without FPN
+    # the SSD extra layers start from the expanded layer 13 (want_expand13).
+    return MobileNetV2Backbone(depth_multiplier, want_expand13=not name.endswith("_fpn_keras"),
+                               explicit_padding=explicit_padding)
+
+
 def _default_mobilenet_hp(hp: ConvHyperparams) -> ConvHyperparams:
-    from odkit.models.hyperparams import default_hyperparams
     return default_hyperparams(l2_weight=_DEFAULT_BACKBONE_L2["mobilenet"], activation="RELU_6")
 
 
@@ -282,10 +266,6 @@ def _create_efficientdet(name: str, hp: ConvHyperparams, *, min_depth: int, dept
     conv_hyperparams l2 weight; freeze_batchnorm freezes the BiFPN's batch norms (TF does not pass it to the
     EfficientNet backbone, whose batch norms follow the training mode).
     """
-    from odkit.models.backbones.efficientnet import EfficientNetBackbone
-    from odkit.models.hyperparams import L2_ATTR, L2_BIAS_ATTR
-    from odkit.models.necks.bifpn import BiFPN
-
     if depth_multiplier != 1.0:
         raise UnsupportedError(f"depth_multiplier {depth_multiplier} is not supported by {name}",
                                where=f"{where}.depth_multiplier", hint="use 1.0 (as the TF OD API requires)")

@@ -35,6 +35,9 @@ import torch
 from torch import nn
 
 from odkit.errors import OdkitError, UnsupportedError
+from odkit.models.base import restore_prefixes
+from odkit.tfcompat.mapping import map_tf_variables
+from odkit.tfcompat.reader import open_tf_checkpoint
 
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 NOT_RESTORED_BUFFERS = ("num_batches_tracked",)  # torch BN step counters: TF has none, nothing reads them
@@ -242,8 +245,6 @@ def select_tf_tensors(
     restores, mapped and transformed to odkit tensors. ``load_all`` (TF1's load_all_detection_checkpoint_vars):
     every variable whose shape fits. Raises nothing for shape mismatches or gaps: the caller decides (see
     odkit.training.finetune)."""
-    from odkit.tfcompat.mapping import map_tf_variables
-
     arch = _arch(model_config)
     if not isinstance(ckpt, TFModelVariables):
         ckpt = TFModelVariables(ckpt)
@@ -259,13 +260,7 @@ def select_tf_tensors(
         in_scope = ckpt.reachable(roots)
         scope = " + ".join(roots)
     elif kind == "classification":
-        prefixes = tuple(getattr(model, "backbone_param_prefixes", ()) or ())
-        if not prefixes:
-            raise UnsupportedError(
-                "this model does not name its backbone, so classification cannot be restored",
-                where="train_config.fine_tune_checkpoint_type",
-                hint="use detection or full",
-            )
+        prefixes = restore_prefixes(model, "classification")
         in_scope = {m.tf_name for m in plan.maps if m.odkit_name.startswith(prefixes)}
         in_scope |= {tf for name, tf, _ in mismatched if name.startswith(prefixes)}
         scope = "the backbone (" + ", ".join(p.rstrip(".") for p in prefixes) + ")"
@@ -299,8 +294,6 @@ def read_tf_state_dict(model: nn.Module, model_config: Any, path: str | os.PathL
     """Load every tensor of ``model`` from a TF checkpoint (``full``: same shapes, nothing left unfilled) and
     return its whole state dict; for export and convert-checkpoint. One-line OdkitError naming the first
     problem."""
-    from odkit.tfcompat import open_tf_checkpoint
-
     ckpt = open_tf_checkpoint(path)
     sel = select_tf_tensors(model, model_config, ckpt, "full")
     check_full(sel, str(ckpt.prefix))

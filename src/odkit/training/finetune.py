@@ -31,10 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from odkit.checkpoints import safe_torch_load
+from odkit.checkpoints import read_state_dict, safe_torch_load
 from odkit.errors import ConfigError, OdkitError, UnsupportedError
+from odkit.models.base import restore_prefixes
+from odkit.tfcompat import open_tf_checkpoint
+from odkit.tfcompat.restore import check_full, is_tf_checkpoint, select_tf_tensors
+from odkit.training.settings import FineTuneSettings, TrainSettings, fine_tune_settings
 
-FINE_TUNE_TYPES = ("detection", "classification", "full")
 FINE_TUNE_REPORT = "fine_tune_report.json"  # in model_dir: the full lists behind the printed summary
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 _STRIP_PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.")
@@ -139,8 +142,6 @@ def read_source_state_dict(path: str, allow_download: bool = False) -> dict[str,
             "with `odkit convert-checkpoint`",
         )
     if p.is_dir() or p.name == "checkpoint":
-        from odkit.checkpoints import read_state_dict
-
         return read_state_dict(p)
     if not p.is_file():
         raise OdkitError(
@@ -180,16 +181,8 @@ def _candidates(name: str, prefixes: Sequence[str]) -> list[str]:
 
 
 def fine_tune_type(train_config: Any) -> str:
-    kind = train_config.fine_tune_checkpoint_type
-    if not kind:
-        kind = "detection" if train_config.from_detection_checkpoint else "classification"
-    if kind not in FINE_TUNE_TYPES:
-        raise UnsupportedError(
-            f"fine_tune_checkpoint_type {kind!r} is not supported",
-            where="train_config.fine_tune_checkpoint_type",
-            hint="use one of: " + ", ".join(FINE_TUNE_TYPES),
-        )
-    return kind
+    """fine_tune_checkpoint_type (from_detection_checkpoint when empty); refused when unknown."""
+    return fine_tune_settings(train_config).kind
 
 
 def _first_mismatch_error(name: str, have: tuple[int, ...], want: tuple[int, ...], count: int, kind: str,
@@ -203,17 +196,6 @@ def _first_mismatch_error(name: str, have: tuple[int, ...], want: tuple[int, ...
     )
 
 
-def _feature_extractor_prefixes(model: nn.Module) -> tuple[str, ...]:
-    prefixes = tuple(getattr(model, "feature_extractor_param_prefixes", ()) or ())
-    if not prefixes:
-        raise UnsupportedError(
-            "this model does not name its feature extractor, so a detection checkpoint cannot be restored",
-            where="train_config.fine_tune_checkpoint_type",
-            hint="use full or classification",
-        )
-    return prefixes
-
-
 def load_fine_tune(
     model: nn.Module,
     source: Mapping[str, torch.Tensor],
@@ -225,18 +207,12 @@ def load_fine_tune(
     target = model.state_dict()
     strict_shapes = kind in ("full", "detection") and not load_all
     if kind == "classification":
-        prefixes = tuple(getattr(model, "backbone_param_prefixes", ()) or ())
-        if not prefixes:
-            raise UnsupportedError(
-                "this model does not name its backbone, so a classification checkpoint cannot be mapped",
-                where="train_config.fine_tune_checkpoint_type",
-                hint="use detection or full",
-            )
+        prefixes = restore_prefixes(model, "classification")
         names = [k for k in target if k.startswith(prefixes)]
         scope = "backbone: " + ", ".join(p.rstrip(".") for p in prefixes)
     elif kind == "detection" and not load_all:
         prefixes = ()
-        fe = _feature_extractor_prefixes(model)
+        fe = restore_prefixes(model, "detection")
         names = [k for k in target if k.startswith(fe)]
         scope = "feature extractor: " + ", ".join(p.rstrip(".") for p in fe)
     else:
@@ -288,9 +264,6 @@ def load_tf_fine_tune(
     model: nn.Module, model_config: Any, path: str, kind: str, load_all: bool = False
 ) -> FineTuneReport:
     """Restore a TF2 object-based checkpoint with the TF OD API's semantics (odkit.tfcompat.restore)."""
-    from odkit.tfcompat import open_tf_checkpoint
-    from odkit.tfcompat.restore import check_full, select_tf_tensors
-
     ckpt = open_tf_checkpoint(path)
     where = str(ckpt.prefix)
     sel = select_tf_tensors(model, model_config, ckpt, kind, load_all=load_all)
@@ -304,7 +277,7 @@ def load_tf_fine_tune(
             hint="use the pipeline.config the checkpoint was trained with",
         )
     if kind == "detection" and not load_all:
-        fe = _feature_extractor_prefixes(model)
+        fe = restore_prefixes(model, "detection")
         gaps = [k for k in sel.fresh if k.startswith(fe)]
         if gaps:  # TF: assert_existing_objects_matched
             raise OdkitError(
@@ -328,12 +301,9 @@ def load_tf_fine_tune(
     return report
 
 
-def _check_checkpoint_version(train_config: Any, path: str) -> None:
+def _check_checkpoint_version(settings: FineTuneSettings, path: str) -> None:
     """fine_tune_checkpoint_version: TF2 object-based checkpoints are V2; an explicit V1 is refused as TF2 does."""
-    from odkit.protos import train_pb2
-
-    if (train_config.HasField("fine_tune_checkpoint_version")
-            and train_config.fine_tune_checkpoint_version == train_pb2.CheckpointVersion.V1):
+    if settings.version_v1:
         raise UnsupportedError(
             "fine_tune_checkpoint_version V1 (TF1 name-based checkpoints) is not supported",
             where="train_config.fine_tune_checkpoint_version",
@@ -346,15 +316,13 @@ def apply_fine_tune(
 ) -> FineTuneReport | None:
     """Load TrainConfig.fine_tune_checkpoint into ``model`` (None when not set). ``model_config`` (the
     pipeline's ``model`` message) is needed to map the names of a TF checkpoint."""
-    path = train_config.fine_tune_checkpoint
+    settings = train_config.fine_tune if isinstance(train_config, TrainSettings) else fine_tune_settings(train_config)
+    path = settings.checkpoint
     if not path:
         return None
-    kind = fine_tune_type(train_config)
-    load_all = bool(train_config.load_all_detection_checkpoint_vars) and kind == "detection"
-    from odkit.tfcompat.restore import is_tf_checkpoint
-
+    kind, load_all = settings.kind, settings.load_all
     if is_tf_checkpoint(path):
-        _check_checkpoint_version(train_config, path)
+        _check_checkpoint_version(settings, path)
         if model_config is None:
             raise UnsupportedError("restoring a TF checkpoint needs the model config", where=path)
         return load_tf_fine_tune(model, model_config, path, kind, load_all=load_all)

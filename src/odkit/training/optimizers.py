@@ -70,18 +70,21 @@ def build_optimizer(optimizer_config: Any, params: Iterable[Any]) -> tuple[Optim
         )
     if kind == "momentum_optimizer":
         c = optimizer_config.momentum_optimizer
+        momentum = float(c.momentum_optimizer_value)  # read before the schedule, which may refuse its values
         schedule = build_learning_rate(c.learning_rate)
         # foreach: one multi-tensor kernel per update op instead of a Python loop over parameters (torch picks
         # it by default only for CUDA); the same ops in the same order, so the same numbers as the loop
-        opt: Optimizer = torch.optim.SGD(params, lr=schedule(0), momentum=c.momentum_optimizer_value, foreach=True)
+        opt: Optimizer = torch.optim.SGD(params, lr=schedule(0), momentum=momentum, foreach=True)
     elif kind == "adam_optimizer":
         c = optimizer_config.adam_optimizer
+        eps = float(c.epsilon)
         schedule = build_learning_rate(c.learning_rate)
-        opt = torch.optim.Adam(params, lr=schedule(0), betas=(0.9, 0.999), eps=c.epsilon, foreach=True)
+        opt = torch.optim.Adam(params, lr=schedule(0), betas=(0.9, 0.999), eps=eps, foreach=True)
     elif kind == "rms_prop_optimizer":
         c = optimizer_config.rms_prop_optimizer
+        decay, momentum, eps = float(c.decay), float(c.momentum_optimizer_value), float(c.epsilon)
         schedule = build_learning_rate(c.learning_rate)
-        opt = TFRMSprop(params, lr=schedule(0), decay=c.decay, momentum=c.momentum_optimizer_value, epsilon=c.epsilon)
+        opt = TFRMSprop(params, lr=schedule(0), decay=decay, momentum=momentum, epsilon=eps)
     else:
         raise ConfigError(
             f"optimizer {kind or '(none set)'} is not supported",

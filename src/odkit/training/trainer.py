@@ -7,31 +7,36 @@ optimizer step; EMA update. Host syncs happen only every ``log_every_n`` steps a
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from odkit import checkpoints as ckpts
 from odkit.devices import resolve_device
-from odkit.errors import ConfigError, DataError, OdkitError
-from odkit.fileio import atomic_write_text
+from odkit.errors import ConfigError, OdkitError
+from odkit.fileio import atomic_write_text, list_entries, remove_new_entries
 from odkit.runtime import apply_thread_plan, plan_threads
 from odkit.training import data_position
+from odkit.training import train_state as train_state_io
+from odkit.training.box_check import BoxCheck
 from odkit.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown
 from odkit.training.ema import ModelEMA
 from odkit.training.finetune import FINE_TUNE_REPORT, apply_fine_tune, apply_trainable_filters
 from odkit.training.optimizers import build_optimizer, set_learning_rate
 from odkit.training.precision import Precision, resolve_precision
 from odkit.training.progress import Progress, format_duration
-from odkit.training.rng import capture_rng_state, restore_rng_state, seed_everything
+from odkit.training.rng import seed_everything
+from odkit.training.settings import train_settings
+from odkit.training.step import TrainStep, batch_to_device
+from odkit.training.summaries import TrainSummaries
 
 ModelFn = Callable[..., nn.Module]
 LoaderFn = Callable[..., Iterable[dict[str, Any]]]
@@ -69,146 +74,39 @@ class TrainResult:
     resumed_from: int | None = None
 
 
-class _TrainStep(nn.Module):
-    """preprocess + predict (under autocast) + loss (float32) in one forward, so DDP sees it."""
+@dataclass
+class _LoopState:
+    """What the loop carries from one step to the next."""
 
-    def __init__(self, model: nn.Module, precision: Precision, add_regularization_loss: bool, channels_last: bool):
-        super().__init__()
-        self.model = model
-        self.precision = precision
-        self.add_regularization_loss = add_regularization_loss
-        self.channels_last = channels_last
-
-    def forward(
-        self, images: torch.Tensor, groundtruth: dict[str, torch.Tensor], true_image_shapes: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        m = self.model
-        amp = (
-            torch.autocast(device_type=images.device.type, dtype=self.precision.dtype)
-            if self.precision.dtype is not None
-            else contextlib.nullcontext()
-        )
-        with amp:
-            x = m.preprocess(images)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            pred = m.predict(x)
-        if self.precision.dtype is not None:
-            pred = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in pred.items()}
-        losses = dict(m.loss(pred, groundtruth, true_image_shapes))
-        if self.add_regularization_loss:
-            losses["Loss/regularization_loss"] = m.regularization_loss().float()
-        losses["Loss/total_loss"] = torch.stack([v.float() for v in losses.values()]).sum()
-        return losses
+    step: int = 0
+    epoch: int = 0
+    lr: float = 0.0
+    last_saved: int = -1
+    window: list[torch.Tensor] = field(default_factory=list)  # per-step loss rows since the last log line
+    window_start: int = 0
+    loss_keys: list[str] | None = None
+    first_batch_logged: bool = False
 
 
-def _to_device(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-    nb = device.type == "cuda"
-    images = batch["images"].to(device, non_blocking=nb)
-    gt = {k: v.to(device, non_blocking=nb) for k, v in batch["groundtruth"].items() if torch.is_tensor(v)}
-    shapes = batch["true_image_shapes"].to(device, non_blocking=nb)
-    return images, gt, shapes
+@dataclass
+class _Parts:
+    """What the loop trains with, built once per run."""
 
-
-def _pick_device(requested: str | None) -> torch.device:
-    return resolve_device(requested)
+    model: nn.Module
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    schedule: Callable[[int], float]
+    ema: ModelEMA | None
+    precision: Precision
+    scaler: Any
+    channels_last: bool
+    clip: float
 
 
 def _write_pipeline_config(config: Any, path: Path) -> None:
     from google.protobuf import text_format
 
     atomic_write_text(path, text_format.MessageToString(config))
-
-
-def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: Any) -> None:
-    """``optimizer.load_state_dict`` plus the checks torch leaves to the first step: every param group keeps
-    the keys and value types of the optimizer built from the config (a crafted file fails here, as one line)."""
-    fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    if not isinstance(state, dict) or not isinstance(state.get("param_groups"), list):
-        raise ValueError("not an optimizer state dict")
-    optimizer.load_state_dict(state)
-    for want, got in zip(fresh, optimizer.param_groups):
-        if set(want) != set(got) - {"params"}:
-            raise ValueError(f"param group keys {sorted(set(got) - {'params'})} != {sorted(want)}")
-        for k, v in want.items():
-            if isinstance(v, (int, float, bool)) != isinstance(got[k], (int, float, bool)) or (
-                    isinstance(v, tuple) and not isinstance(got[k], (tuple, list))):
-                raise ValueError(f"param group value {k!r} has type {type(got[k]).__name__}")
-    for s in optimizer.state.values():
-        if not isinstance(s, dict) or not all(torch.is_tensor(x) or isinstance(x, (int, float)) for x in s.values()):
-            raise ValueError("per-parameter state holds something other than tensors and numbers")
-
-
-def _entries(folder: Path) -> set[str] | None:
-    """Names in ``folder`` (None when it does not exist)."""
-    try:
-        return set(os.listdir(folder))
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return set()
-
-
-def _remove_new_entries(folder: Path, before: set[str] | None) -> None:
-    """Remove what a failed run created in ``folder`` (and the folder itself if the run created it)."""
-    import shutil
-
-    for name in (_entries(folder) or set()) - (before or set()):
-        p = folder / name
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                p.unlink()
-    if before is None:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
-class BoxCheck:
-    """Counts groundtruth boxes per class in the first ``num_batches`` batches of a run.
-
-    Zero boxes in all of them is an error (a label map whose names match no record's class text, an empty
-    label map, records without boxes); a class without boxes is a warning.
-    """
-
-    def __init__(self, num_classes: int, num_batches: int = 10) -> None:
-        self.num_classes = int(num_classes)
-        self.num_batches = num_batches
-        self.seen = 0
-        self.images = 0
-        self.per_class = torch.zeros(max(self.num_classes, 0) + 1, dtype=torch.long)
-
-    @property
-    def done(self) -> bool:
-        return self.seen >= self.num_batches
-
-    def add(self, batch: dict[str, Any], log: Callable[[str], None], final: bool = False) -> None:
-        gt = batch.get("groundtruth") if isinstance(batch, dict) else None
-        if not isinstance(gt, dict) or "classes" not in gt or "num_boxes" not in gt:
-            self.seen = self.num_batches  # a loader without groundtruth (test fakes): nothing to check
-            return
-        classes = gt["classes"].detach().to("cpu").reshape(-1).long()
-        classes = classes[(classes > 0) & (classes <= self.num_classes)]
-        self.per_class += torch.bincount(classes, minlength=self.per_class.numel())[: self.per_class.numel()]
-        self.images += int(gt["num_boxes"].numel())
-        self.seen += 1
-        if self.done or final:
-            self.verdict(log)
-
-    def verdict(self, log: Callable[[str], None]) -> None:
-        if int(self.per_class[1:].sum()) == 0:
-            raise DataError(
-                f"the first {self.seen} training batches ({self.images} images) hold 0 boxes; training would "
-                "learn nothing",
-                where="train_input_reader",
-                hint="check that label_map_path's names match the records' image/object/class/text "
-                     "(`odkit records inspect`), and that the records have boxes",
-            )
-        empty = [str(i) for i in range(1, self.num_classes + 1) if int(self.per_class[i]) == 0]
-        if empty:
-            log(f"warning: class id(s) {', '.join(empty[:20])}{' ...' if len(empty) > 20 else ''} have no boxes "
-                f"in the first {self.seen} batches")
 
 
 class Trainer:
@@ -239,7 +137,7 @@ class Trainer:
     def _num_steps(self) -> int | None:
         n = self.opts.num_train_steps
         if n is None:
-            n = int(self.config.train_config.num_steps)
+            n = train_settings(self.config.train_config).num_steps
         if n < 0:
             raise OdkitError(f"num_train_steps must be >= 0, got {n}", where="--num_train_steps")
         return n or None  # 0: train until interrupted, as TF
@@ -262,34 +160,90 @@ class Trainer:
 
     def run(self) -> TrainResult:
         self._check_options()
-        device = _pick_device(self.opts.device)
-        before = _entries(self.model_dir)
+        device = resolve_device(self.opts.device)
+        before = list_entries(self.model_dir)
         self.dist: DistInfo = init_distributed(device.type)
         try:
             return self._run(device)
         except BaseException:
             # A run that fails before its first checkpoint leaves nothing behind (pipeline.config, events).
             if self.dist.is_main and not ckpts.list_checkpoints(self.model_dir):
-                _remove_new_entries(self.model_dir, before)
+                remove_new_entries(self.model_dir, before)
             raise
         finally:
             shutdown(self.dist)
 
     def _run(self, device: torch.device) -> TrainResult:
         t_start = time.perf_counter()
+        self.device = device = self._setup_runtime(device)
+        num_steps = self._num_steps()
+        self._prepare_model_dir()
+        latest = ckpts.latest_checkpoint(self.model_dir)
+        parts = self._build_parts(device, fine_tune=latest is None)
+        state, train_state, history = self._resume(parts, latest)
+        summaries = None
+        if self.dist.is_main:
+            _write_pipeline_config(self.config, self.model_dir / "pipeline.config")
+            summaries = TrainSummaries(self.model_dir / "train", history)
+
+        result = TrainResult(self.model_dir, state.step, latest.path if latest else None,
+                             resumed_from=latest.step if latest else None)
+        if num_steps is not None and state.step >= num_steps:
+            self.log(f"already trained to step {state.step} (num_steps {num_steps}); nothing to do")
+            if summaries is not None:
+                summaries.close()
+            result.seconds = time.perf_counter() - t_start
+            return result
+
+        loader = self._resume_loader(state, train_state, latest)
+        step_fn = self._step_fn(parts.model, parts.precision, self.settings.add_regularization_loss, parts.channels_last)
+        progress = Progress(state.step, num_steps, self.global_batch)
+        self.log(
+            f"training {type(parts.model).__name__} on {device} ({parts.precision.name}, {self.dist.world_size} "
+            f"process{'es' if self.dist.world_size > 1 else ''}, batch {self.global_batch}, "
+            f"{self.threads.describe()}) from step {state.step}" + (f" to {num_steps}" if num_steps else "")
+        )
+        box_check = BoxCheck(int(getattr(parts.model, "num_classes", 0) or 0))
+        batches = self._batches(loader, state)
+        try:
+            while num_steps is None or state.step < num_steps:
+                batch = next(batches)
+                if not box_check.done:
+                    box_check.add(batch, self.log, final=num_steps is not None and state.step + 1 >= num_steps)
+                if summaries is not None and not state.first_batch_logged:
+                    summaries.first_batch(state.step, batch)
+                    state.first_batch_logged = True
+                losses = self._train_step(parts, step_fn, batch, state)
+                final = num_steps is not None and state.step >= num_steps
+                self._after_step(parts, state, losses, final, progress, summaries, result)
+        except KeyboardInterrupt:
+            saved_text = f"the last checkpoint is step {state.last_saved}" if state.last_saved >= 0 else "no checkpoint yet"
+            self.log(f"interrupted at step {state.step}; {saved_text}")
+            raise
+        finally:
+            if summaries is not None:
+                summaries.close()
+        result.step = state.step
+        result.seconds = time.perf_counter() - t_start
+        self.log(
+            f"done: step {state.step} in {format_duration(result.seconds)}; checkpoint {result.checkpoint}"
+        )
+        return result
+
+    def _setup_runtime(self, device: torch.device) -> torch.device:
+        """The process's device, batch split, thread plan and determinism settings."""
         if self.dist.enabled and device.type == "cuda":
             device = torch.device("cuda", self.dist.local_rank)
-        self.device = device
-        tc = self.config.train_config
-        global_batch = int(tc.batch_size)
+        self.settings = train_settings(self.config.train_config)
+        global_batch = self.settings.batch_size
         if global_batch <= 0 or global_batch % self.dist.world_size:
             raise ConfigError(
                 f"batch_size {global_batch} must be a positive multiple of the number of processes "
                 f"({self.dist.world_size})",
                 where="train_config.batch_size",
             )
-        per_rank_batch = global_batch // self.dist.world_size
-        num_steps = self._num_steps()
+        self.global_batch = global_batch
+        self.per_rank_batch = global_batch // self.dist.world_size
         reader = self.config.train_input_reader
         threads = plan_threads(
             "train",
@@ -306,24 +260,31 @@ class Trainer:
                 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         elif device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        return device
 
+    def _prepare_model_dir(self) -> None:
+        """model_dir exists, without a killed run's temporaries; refuses one this run cannot resume; seeds."""
         if self.dist.is_main:
             self.model_dir.mkdir(parents=True, exist_ok=True)
             ckpts.remove_stale_temporaries(self.model_dir)
         barrier(self.dist)
         seed_everything(self.opts.seed)
         ckpts.check_resumable(self.model_dir)
+
+    def _build_parts(self, device: torch.device, fine_tune: bool) -> _Parts:
+        """Model (restored from the config's fine_tune_checkpoint when ``fine_tune``: a fresh run), optimizer,
+        schedule, EMA, precision."""
+        tc, ts = self.config.train_config, self.settings
         model = self.model_fn(self.config.model, is_training=True)
-        latest = ckpts.latest_checkpoint(self.model_dir)
-        if latest is None:
-            report = apply_fine_tune(model, tc, allow_download=self.opts.allow_download,
+        if fine_tune:
+            report = apply_fine_tune(model, ts, allow_download=self.opts.allow_download,
                                      model_config=self.config.model)
             if report is not None:
                 details = self.model_dir / FINE_TUNE_REPORT
                 if self.dist.is_main:
                     report.write_json(details)
                 self.log(report.summary(details=str(details)))
-        frozen = apply_trainable_filters(model, list(tc.update_trainable_variables), list(tc.freeze_variables))
+        frozen = apply_trainable_filters(model, ts.update_trainable_variables, ts.freeze_variables)
         if frozen:
             self.log(f"frozen parameters: {len(frozen)} (e.g. {frozen[0]})")
         # NHWC: oneDNN on CPU and cuDNN on GPU run these convolutions and batch norms faster in it (measured:
@@ -335,199 +296,142 @@ class Trainer:
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer, schedule = build_optimizer(tc.optimizer, params)
-        ema = ModelEMA(model, tc.optimizer.moving_average_decay) if tc.optimizer.use_moving_average else None
-        precision = resolve_precision(self.opts.precision, device, tc.use_bfloat16)
+        ema = ModelEMA(model, ts.moving_average_decay) if ts.use_moving_average else None
+        precision = resolve_precision(self.opts.precision, device, ts.use_bfloat16)
         scaler = torch.amp.GradScaler(device.type) if precision.use_scaler else None
+        return _Parts(model, params, optimizer, schedule, ema, precision, scaler, channels_last,
+                      ts.gradient_clipping_by_norm)
 
-        step = 0
-        history: list[list[float]] = []
-        train_state: dict[str, Any] = {}
-        if latest is not None:
-            ckpts.load_weights(model, latest.path)
-            train_state = ckpts.load_train_state(latest.path)
-            step = int(train_state.get("step", latest.step))
-            saved_opt = train_state.get("optimizer_type")
-            if saved_opt and saved_opt != type(optimizer).__name__:
-                raise OdkitError(
-                    f"cannot resume: the checkpoint was trained with {saved_opt}, the config now asks for "
-                    f"{type(optimizer).__name__}",
-                    where=str(latest.path),
-                    hint="keep the optimizer, or start a new --model_dir with fine_tune_checkpoint pointing here",
-                )
-            if "optimizer" in train_state:
-                try:
-                    _load_optimizer_state(optimizer, train_state["optimizer"])
-                except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as exc:
-                    raise OdkitError(
-                        f"cannot resume the optimizer state: {type(exc).__name__}: {str(exc)[:200]}",
-                        where=str(latest.path),
-                        hint="the optimizer or the trainable variables changed; use a new --model_dir",
-                    ) from None
-            saved = train_state.get("data") if isinstance(train_state.get("data"), dict) else {}
-            if saved and (saved.get("world_size"), saved.get("per_rank_batch")) != (self.dist.world_size, per_rank_batch):
-                self.log(
-                    f"warning: resuming with {self.dist.world_size} process(es) x batch {per_rank_batch}, the "
-                    f"checkpoint used {saved.get('world_size')} x {saved.get('per_rank_batch')}; the data order "
-                    "will not match an uninterrupted run"
-                )
-            if scaler is not None and train_state.get("scaler"):
-                try:
-                    scaler.load_state_dict(train_state["scaler"])
-                except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
-                    raise OdkitError(f"cannot resume the gradient-scaler state: {str(exc)[:200]}",
-                                     where=str(latest.path)) from None
-            if ema is not None:
-                try:
-                    ema.load_state_dict(ckpts.read_state_dict(latest.path, use_ema=True), train_state.get("ema_updates", step))
-                except OdkitError:
-                    ema = ModelEMA(model, tc.optimizer.moving_average_decay)  # run had no EMA before
-            hist = train_state.get("loss_history")
-            if torch.is_tensor(hist):
-                history = [[float(x) for x in row] for row in hist.tolist()]
-            self.log(f"resuming from {latest.path} (step {step})")
+    # -- resume --------------------------------------------------------------------------------------
+    def _resume(self, parts: _Parts, latest: ckpts.Checkpoint | None
+                ) -> tuple[_LoopState, dict[str, Any], list[list[float]]]:
+        """Loop state, train_state and loss history from the latest checkpoint (fresh ones without)."""
+        if latest is None:
+            return _LoopState(), {}, []
+        ckpts.load_weights(parts.model, latest.path)
+        train_state = ckpts.load_train_state(latest.path)
+        step = int(train_state.get("step", latest.step))
+        train_state_io.restore_optimizer(parts.optimizer, train_state, str(latest.path))
+        saved = train_state.get("data") if isinstance(train_state.get("data"), dict) else {}
+        if saved and (saved.get("world_size"), saved.get("per_rank_batch")) != (self.dist.world_size,
+                                                                                 self.per_rank_batch):
+            self.log(
+                f"warning: resuming with {self.dist.world_size} process(es) x batch {self.per_rank_batch}, the "
+                f"checkpoint used {saved.get('world_size')} x {saved.get('per_rank_batch')}; the data order "
+                "will not match an uninterrupted run"
+            )
+        train_state_io.restore_scaler(parts.scaler, train_state, str(latest.path))
+        if parts.ema is not None:
+            try:
+                parts.ema.load_state_dict(ckpts.read_state_dict(latest.path, use_ema=True),
+                                          train_state.get("ema_updates", step))
+            except OdkitError:  # the run had no EMA before
+                parts.ema = ModelEMA(parts.model, self.settings.moving_average_decay)
+        self.log(f"resuming from {latest.path} (step {step})")
+        return (_LoopState(step=step, window_start=step, last_saved=latest.step), train_state,
+                train_state_io.loss_history(train_state))
 
-        train_dir = self.model_dir / "train"
-        summaries = None
-        if self.dist.is_main:
-            _write_pipeline_config(self.config, self.model_dir / "pipeline.config")
-            from odkit.training.summaries import TrainSummaries
-
-            summaries = TrainSummaries(train_dir, history)
-
-        result = TrainResult(self.model_dir, step, latest.path if latest else None, resumed_from=latest.step if latest else None)
-        if num_steps is not None and step >= num_steps:
-            self.log(f"already trained to step {step} (num_steps {num_steps}); nothing to do")
-            if summaries is not None:
-                summaries.close()
-            result.seconds = time.perf_counter() - t_start
-            return result
-
+    def _resume_loader(self, state: _LoopState, train_state: dict[str, Any],
+                       latest: ckpts.Checkpoint | None) -> Iterable[dict[str, Any]]:
+        """The training input, positioned where the checkpoint left it, and the random-number state."""
         loader = self.loader_fn(
             self.config.train_input_reader,
             self.config.model,
-            tc,
+            self.config.train_config,
             is_training=True,
-            batch_size=per_rank_batch,
+            batch_size=self.per_rank_batch,
             seed=self.opts.seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
-            num_workers=threads.workers,
+            num_workers=self.threads.workers,
         )
         saved_data = train_state.get("data", {}) if isinstance(train_state.get("data"), dict) else {}
-        loader, epoch = data_position.resume_loader(loader, step, saved_data.get("loader"))
+        loader, state.epoch = data_position.resume_loader(loader, state.step, saved_data.get("loader"))
         self._loader = loader
-        if "rng" in train_state:
-            if self.dist.is_main:
-                try:
-                    restore_rng_state(train_state["rng"])
-                except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as exc:
-                    raise OdkitError(f"cannot resume the random-number state: {str(exc)[:200]}",
-                                     where=str(latest.path) if latest else str(self.model_dir)) from None
-            else:
-                seed_everything(self.opts.seed + 7919 * self.dist.rank + step)
-        elif self.dist.rank:
-            seed_everything(self.opts.seed + 7919 * self.dist.rank)
+        train_state_io.restore_rng(train_state, self.dist, self.opts.seed, state.step,
+                                   str(latest.path) if latest else str(self.model_dir))
+        return loader
 
-        step_module: nn.Module = _TrainStep(model, precision, tc.add_regularization_loss, channels_last)
+    # -- step ----------------------------------------------------------------------------------------
+    def _step_fn(self, model: nn.Module, precision: Precision, add_regularization_loss: bool,
+                 channels_last: bool) -> Callable[..., dict[str, torch.Tensor]]:
+        """The forward + loss module, wrapped in DDP when distributed and compiled with --compile."""
+        step_module: nn.Module = TrainStep(model, precision, add_regularization_loss, channels_last)
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             step_module = DDP(
                 step_module,
-                device_ids=[device.index] if device.type == "cuda" else None,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=False,
             )
-        step_fn: Callable[..., dict[str, torch.Tensor]] = step_module
         if self.opts.compile:
-            step_fn = torch.compile(step_module)
+            return torch.compile(step_module)
+        return step_module
 
-        clip = float(tc.gradient_clipping_by_norm)
-        progress = Progress(step, num_steps, global_batch)
-        self.log(
-            f"training {type(model).__name__} on {device} ({precision.name}, {self.dist.world_size} process"
-            f"{'es' if self.dist.world_size > 1 else ''}, batch {global_batch}, {threads.describe()}) from step {step}"
-            + (f" to {num_steps}" if num_steps else "")
-        )
-        window: list[torch.Tensor] = []
-        window_start = step
-        loss_keys: list[str] | None = None
-        last_saved = latest.step if latest else -1
-        first_batch_logged = False
-        box_check = BoxCheck(int(getattr(model, "num_classes", 0) or 0))
-        it = iter(loader)
-        lr = schedule(step)
-        try:
-            while num_steps is None or step < num_steps:
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    epoch += 1
-                    data_position.set_epoch(loader, epoch)
-                    it = iter(loader)
-                    try:
-                        batch = next(it)
-                    except StopIteration:
-                        raise OdkitError("the training input yields no batches", where="train_input_reader") from None
-                if not box_check.done:
-                    box_check.add(batch, self.log, final=num_steps is not None and step + 1 >= num_steps)
-                if summaries is not None and not first_batch_logged:
-                    summaries.first_batch(step, batch)
-                    first_batch_logged = True
-                lr = schedule(step)
-                set_learning_rate(optimizer, lr)
-                images, gt, shapes = _to_device(batch, device)
-                losses = step_fn(images, gt, shapes)
-                if loss_keys is None:
-                    loss_keys = list(losses)
-                total = losses["Loss/total_loss"]
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(total).backward()
-                    if clip > 0:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(params, clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    total.backward()
-                    if clip > 0:
-                        torch.nn.utils.clip_grad_norm_(params, clip)
-                    optimizer.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
-                window.append(torch.stack([losses[k].detach().float() for k in loss_keys]))
-                final = num_steps is not None and step >= num_steps
-                want_ckpt = step % self.opts.checkpoint_every_n == 0 or final
-                want_eval = self.opts.eval_every_n > 0 and (step % self.opts.eval_every_n == 0 or final)
-                if step % self.opts.log_every_n == 0 or want_ckpt or want_eval:
-                    means = self._flush_window(window, window_start, loss_keys)
-                    window, window_start = [], step
-                    result.losses = means
-                    result.images_per_sec = progress.images_per_sec(step)
-                    if summaries is not None:
-                        summaries.scalars(step, means, lr)
-                    self.log(progress.line(step, means, lr, result.images_per_sec))
-                if want_ckpt or want_eval:
-                    saved = self._save(step, model, optimizer, scaler, ema, summaries, epoch, per_rank_batch, result)
-                    last_saved = step
-                    result.checkpoint = saved
-                    if want_eval and self.dist.is_main and saved is not None and self.evaluate_fn is not None:
-                        self.evaluate_fn(saved, self.device)
-                    barrier(self.dist)
-        except KeyboardInterrupt:
-            saved_text = f"the last checkpoint is step {last_saved}" if last_saved >= 0 else "no checkpoint yet"
-            self.log(f"interrupted at step {step}; {saved_text}")
-            raise
-        finally:
+    @staticmethod
+    def _batches(loader: Iterable[dict[str, Any]], state: _LoopState) -> Iterator[dict[str, Any]]:
+        """Batches forever: a new epoch (state.epoch += 1, the loader told) when one ends."""
+        while True:
+            empty = True
+            for batch in loader:
+                empty = False
+                yield batch
+            if empty:
+                raise OdkitError("the training input yields no batches", where="train_input_reader")
+            state.epoch += 1
+            data_position.set_epoch(loader, state.epoch)
+
+    def _train_step(self, parts: _Parts, step_fn: Callable[..., dict[str, torch.Tensor]],
+                    batch: dict[str, Any], state: _LoopState) -> dict[str, torch.Tensor]:
+        """One optimizer step at the schedule's learning rate; state.step += 1."""
+        state.lr = parts.schedule(state.step)
+        set_learning_rate(parts.optimizer, state.lr)
+        images, gt, shapes = batch_to_device(batch, self.device)
+        losses = step_fn(images, gt, shapes)
+        if state.loss_keys is None:
+            state.loss_keys = list(losses)
+        total = losses["Loss/total_loss"]
+        parts.optimizer.zero_grad(set_to_none=True)
+        if parts.scaler is not None:
+            parts.scaler.scale(total).backward()
+            if parts.clip > 0:
+                parts.scaler.unscale_(parts.optimizer)
+                torch.nn.utils.clip_grad_norm_(parts.params, parts.clip)
+            parts.scaler.step(parts.optimizer)
+            parts.scaler.update()
+        else:
+            total.backward()
+            if parts.clip > 0:
+                torch.nn.utils.clip_grad_norm_(parts.params, parts.clip)
+            parts.optimizer.step()
+        if parts.ema is not None:
+            parts.ema.update(parts.model)
+        state.step += 1
+        state.window.append(torch.stack([losses[k].detach().float() for k in state.loss_keys]))
+        return losses
+
+    # -- log and checkpoint --------------------------------------------------------------------------
+    def _after_step(self, parts: _Parts, state: _LoopState, losses: dict[str, torch.Tensor], final: bool,
+                    progress: Progress, summaries: TrainSummaries | None, result: TrainResult) -> None:
+        """Log every log_every_n steps; checkpoint (and evaluate) every checkpoint_every_n / eval_every_n."""
+        step = state.step
+        want_ckpt = step % self.opts.checkpoint_every_n == 0 or final
+        want_eval = self.opts.eval_every_n > 0 and (step % self.opts.eval_every_n == 0 or final)
+        if step % self.opts.log_every_n == 0 or want_ckpt or want_eval:
+            means = self._flush_window(state.window, state.window_start, state.loss_keys or [])
+            state.window, state.window_start = [], step
+            result.losses = means
+            result.images_per_sec = progress.images_per_sec(step)
             if summaries is not None:
-                summaries.close()
-        result.step = step
-        result.seconds = time.perf_counter() - t_start
-        self.log(
-            f"done: step {step} in {format_duration(result.seconds)}; checkpoint {result.checkpoint}"
-        )
-        return result
+                summaries.scalars(step, means, state.lr)
+            self.log(progress.line(step, means, state.lr, result.images_per_sec))
+        if want_ckpt or want_eval:
+            saved = self._save(step, parts.model, parts.optimizer, parts.scaler, parts.ema, summaries, state.epoch,
+                               self.per_rank_batch, result)
+            state.last_saved = step
+            result.checkpoint = saved
+            if want_eval and self.dist.is_main and saved is not None and self.evaluate_fn is not None:
+                self.evaluate_fn(saved, self.device)
+            barrier(self.dist)
 
     # -- helpers -------------------------------------------------------------------------------------
     def _flush_window(self, window: list[torch.Tensor], window_start: int, keys: list[str]) -> dict[str, float]:
@@ -562,24 +466,9 @@ class Trainer:
     ) -> Path | None:
         if not self.dist.is_main:
             return None
-        state: dict[str, Any] = {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "optimizer_type": type(optimizer).__name__,
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "rng": capture_rng_state(),
-            "data": {
-                "loader": data_position.loader_state(self._loader) or {},
-                "batches_consumed": step,
-                "epoch": epoch,
-                "per_rank_batch": per_rank_batch,
-                "world_size": self.dist.world_size,
-            },
-            "ema_updates": ema.num_updates if ema is not None else 0,
-            "seed": self.opts.seed,
-        }
-        if summaries is not None:
-            state["loss_history"] = summaries.history_tensor()
+        state = train_state_io.capture(step, optimizer, scaler, ema, self._loader, epoch, per_rank_batch,
+                                       self.dist.world_size, self.opts.seed,
+                                       summaries.history_tensor() if summaries is not None else None)
         saved = ckpts.save_checkpoint(
             self.model_dir,
             step,

@@ -109,44 +109,82 @@ def run_demo(
     W.mkdir(parents=True, exist_ok=True)
     config_path = resolve_config(config)
 
-    # 1. data
-    if data_dir is None:
-        D = W / "data"
-        dataset = "built-in synthetic pets-layout"
-        _step(f"1/7 generating the built-in dataset in {D}")
-        if not (D / "annotations" / "trainval.txt").is_file():
-            counts = generate_pets_like(D, SyntheticSpec(images_per_class=images_per_class, seed=seed))
-            print(f"wrote {counts['trainval']} trainval + {counts['test']} test images, {counts['classes']} classes")
-        else:
-            print("already there; reusing it (pass --fresh to regenerate)")
-    else:
-        D = Path(data_dir).resolve()
-        dataset = f"Oxford-IIIT Pet layout at {D}"
-        _step(f"1/7 using the dataset in {D}")
+    D, dataset = _data(W, data_dir, images_per_class, seed)
     names = breeds_in(D)
     label_map = W / "label_map.pbtxt"
     write_label_map(names, label_map)
     print(f"{len(names)} classes: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
 
-    # 2. records
     records = W / "records"
     _step("2/7 TFRecords (create_pet_tf_record.py)")
     if not list(records.glob("pet_faces_train.record-*")):
-        _odkit(
-            run_command,
-            [
-                "create-pet-tfrecord",
-                "--data_dir", str(D),
-                "--output_dir", str(records),
-                "--label_map_path", str(label_map),
-                "--num_shards", str(num_shards),
-            ]
-        )
+        _odkit(run_command, ["create-pet-tfrecord", "--data_dir", str(D), "--output_dir", str(records),
+                             "--label_map_path", str(label_map), "--num_shards", str(num_shards)])
     else:
         print(f"already there: {records}")
 
-    # 3. pipeline.config
     _step(f"3/7 pipeline.config from {config_path.name}")
+    pipeline_path = W / "pipeline.config"
+    num_steps = _write_pipeline_config(config_path, pipeline_path, records, num_shards, label_map, len(names), steps)
+
+    model_dir = W / "model"
+    device_flag = ["--device", device] if device else []
+    _step(f"4/7 training for {num_steps} steps (model_main_tf2.py)")
+    _odkit(run_command, ["train", "--pipeline_config_path", str(pipeline_path), "--model_dir", str(model_dir),
+                         "--seed", str(seed), *device_flag])
+
+    _step("5/7 evaluation, COCO metrics (model_main_tf2.py --checkpoint_dir)")
+    _odkit(run_command, ["eval", "--pipeline_config_path", str(pipeline_path), "--model_dir", str(model_dir),
+                         "--checkpoint_dir", str(model_dir), "--run_once", *device_flag])
+    metrics_file = model_dir / "eval" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+
+    export_dir = W / "exported_model"
+    _step("6/7 export to ONNX + TorchScript (exporter_main_v2.py)")
+    if export_dir.exists():
+        shutil.rmtree(export_dir)
+    _odkit(run_command, ["export", "--input_type", "image_tensor", "--pipeline_config_path", str(pipeline_path),
+                         "--trained_checkpoint_dir", str(model_dir), "--output_directory", str(export_dir)])
+
+    # predict on held-out images (test.txt: never seen in training or eval)
+    pred_dir = W / "predictions"
+    _step("7/7 laptop inference with onnxruntime (odkit predict)")
+    sample = _sample_test_images(D, W / "sample_images")
+    _odkit(run_command, ["predict", "--model", str(export_dir), "--images", str(sample), "--output_dir",
+                         str(pred_dir), "--min_score", "0.5"])
+
+    seconds = time.time() - t0
+    summary = {
+        "dataset": dataset, "config": config_path.name, "steps": int(num_steps), "seconds": round(seconds, 1),
+        "metrics": {k: metrics.get(k) for k in COCO_KEYS} | {k: v for k, v in metrics.items() if k not in COCO_KEYS},
+        "classes": names, "workdir": str(W), "pipeline_config": str(pipeline_path), "model_dir": str(model_dir),
+        "export_dir": str(export_dir), "predictions_dir": str(pred_dir), "eval_pictures": str(model_dir / "eval"),
+        "tensorboard": f"tensorboard --logdir {model_dir}",
+    }
+    atomic_write_text(W / "summary.json", json.dumps(summary, indent=2))
+    _print_summary(summary, seconds, dataset, config_path.name, num_steps, W)
+    return summary
+
+
+def _data(W: Path, data_dir: str | os.PathLike[str] | None, images_per_class: int, seed: int) -> tuple[Path, str]:
+    """Step 1: (the Pets-layout folder, its description): the built-in data generated in W/data, or ``data_dir``."""
+    if data_dir is not None:
+        D = Path(data_dir).resolve()
+        _step(f"1/7 using the dataset in {D}")
+        return D, f"Oxford-IIIT Pet layout at {D}"
+    D = W / "data"
+    _step(f"1/7 generating the built-in dataset in {D}")
+    if not (D / "annotations" / "trainval.txt").is_file():
+        counts = generate_pets_like(D, SyntheticSpec(images_per_class=images_per_class, seed=seed))
+        print(f"wrote {counts['trainval']} trainval + {counts['test']} test images, {counts['classes']} classes")
+    else:
+        print("already there; reusing it (pass --fresh to regenerate)")
+    return D, "built-in synthetic pets-layout"
+
+
+def _write_pipeline_config(config_path: Path, pipeline_path: Path, records: Path, num_shards: int, label_map: Path,
+                           num_classes: int, steps: int | None) -> int:
+    """Step 3: the demo config pointed at the records and label map; returns train_config.num_steps."""
     shards = f"{num_shards:05d}"
     overrides = [
         f"train_input_reader.tf_record_input_reader.input_path={records}/pet_faces_train.record-?????-of-{shards}",
@@ -154,55 +192,19 @@ def run_demo(
         f"eval_input_reader.0.tf_record_input_reader.input_path={records}/pet_faces_val.record-?????-of-{shards}",
         f"eval_input_reader.0.label_map_path={label_map}",
     ]
-    pipeline = cfg.load(str(config_path))
-    arch = pipeline.model.WhichOneof("model")
-    overrides.append(f"model.{arch}.num_classes={len(names)}")
+    arch = cfg.load(str(config_path)).model.WhichOneof("model")
+    overrides.append(f"model.{arch}.num_classes={num_classes}")
     if steps is not None:
         # like model_main_tf2's --num_train_steps: the LR schedule stays as configured
         overrides.append(f"train_config.num_steps={steps}")
     pipeline = cfg.load(str(config_path), overrides=overrides)
-    pipeline_path = W / "pipeline.config"
     cfg.save(pipeline, str(pipeline_path))
     print(f"wrote {pipeline_path}")
-    num_steps = pipeline.train_config.num_steps
+    return pipeline.train_config.num_steps
 
-    # 4. train
-    model_dir = W / "model"
-    _step(f"4/7 training for {num_steps} steps (model_main_tf2.py)")
-    train_argv = ["train", "--pipeline_config_path", str(pipeline_path), "--model_dir", str(model_dir),
-                  "--seed", str(seed)]
-    if device:
-        train_argv += ["--device", device]
-    _odkit(run_command, train_argv)
 
-    # 5. eval
-    _step("5/7 evaluation, COCO metrics (model_main_tf2.py --checkpoint_dir)")
-    eval_argv = [
-        "eval", "--pipeline_config_path", str(pipeline_path), "--model_dir", str(model_dir),
-        "--checkpoint_dir", str(model_dir), "--run_once",
-    ]
-    if device:
-        eval_argv += ["--device", device]
-    _odkit(run_command, eval_argv)
-    metrics_file = model_dir / "eval" / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-
-    # 6. export
-    export_dir = W / "exported_model"
-    _step("6/7 export to ONNX + TorchScript (exporter_main_v2.py)")
-    if export_dir.exists():
-        shutil.rmtree(export_dir)
-    _odkit(
-        run_command,
-        [
-            "export", "--input_type", "image_tensor", "--pipeline_config_path", str(pipeline_path),
-            "--trained_checkpoint_dir", str(model_dir), "--output_directory", str(export_dir),
-        ]
-    )
-
-    # 7. predict on held-out images (test.txt: never seen in training or eval)
-    pred_dir = W / "predictions"
-    _step("7/7 laptop inference with onnxruntime (odkit predict)")
+def _sample_test_images(D: Path, sample: Path, count: int = 12) -> Path:
+    """Up to ``count`` images of D's test.txt, evenly spread, copied into a fresh ``sample`` folder."""
     test_list = D / "annotations" / "test.txt"
     test_imgs = []
     if test_list.is_file():
@@ -211,34 +213,17 @@ def run_demo(
                 p = D / "images" / f"{line.split()[0]}.jpg"
                 if p.is_file():
                     test_imgs.append(p)
-    sample = W / "sample_images"
     if sample.exists():
         shutil.rmtree(sample)
     sample.mkdir()
-    for p in test_imgs[:: max(1, len(test_imgs) // 12)][:12]:
+    for p in test_imgs[:: max(1, len(test_imgs) // count)][:count]:
         shutil.copyfile(p, sample / p.name)
-    _odkit(run_command, ["predict", "--model", str(export_dir), "--images", str(sample), "--output_dir", str(pred_dir),
-            "--min_score", "0.5"])
+    return sample
 
-    seconds = time.time() - t0
-    summary = {
-        "dataset": dataset,
-        "config": config_path.name,
-        "steps": int(num_steps),
-        "seconds": round(seconds, 1),
-        "metrics": {k: metrics.get(k) for k in COCO_KEYS} | {k: v for k, v in metrics.items() if k not in COCO_KEYS},
-        "classes": names,
-        "workdir": str(W),
-        "pipeline_config": str(pipeline_path),
-        "model_dir": str(model_dir),
-        "export_dir": str(export_dir),
-        "predictions_dir": str(pred_dir),
-        "eval_pictures": str(model_dir / "eval"),
-        "tensorboard": f"tensorboard --logdir {model_dir}",
-    }
-    atomic_write_text(W / "summary.json", json.dumps(summary, indent=2))
 
+def _print_summary(summary: dict, seconds: float, dataset: str, config_name: str, num_steps: int, W: Path) -> None:
     m = summary["metrics"]
+    model_dir, export_dir, pred_dir = summary["model_dir"], summary["export_dir"], summary["predictions_dir"]
 
     def fmt(k: str) -> str:
         v = m.get(k)
@@ -246,11 +231,11 @@ def run_demo(
 
     print(
         "\n" + "=" * 72 + "\n"
-        f"odkit demo finished in {seconds / 60:.1f} min ({dataset}, {config_path.name}, {num_steps} steps)\n"
+        f"odkit demo finished in {seconds / 60:.1f} min ({dataset}, {config_name}, {num_steps} steps)\n"
         f"  COCO mAP@0.5:0.95 = {fmt('DetectionBoxes_Precision/mAP')}   "
         f"mAP@0.5 = {fmt('DetectionBoxes_Precision/mAP@.50IOU')}   "
         f"mAP@0.75 = {fmt('DetectionBoxes_Precision/mAP@.75IOU')}   AR@100 = {fmt('DetectionBoxes_Recall/AR@100')}\n"
-        f"  eval pictures and PR curves: {model_dir / 'eval'}\n"
+        f"  eval pictures and PR curves: {Path(model_dir) / 'eval'}\n"
         f"  predictions drawn on held-out images: {pred_dir}\n"
         f"  training curves: tensorboard --logdir {model_dir}\n"
         f"  summary: {W / 'summary.json'}\n"
@@ -260,5 +245,3 @@ def run_demo(
         f"    odkit serve --model {export_dir}\n" + "=" * 72,
         flush=True,
     )
-    return summary
-

@@ -19,8 +19,9 @@ from safetensors.torch import save_file
 
 from odkit.builders.model_builder import build_model
 from odkit.checkpoints import Checkpoint, load_weights, resolve_checkpoint, write_index
-from odkit.config import load, require_supported, to_text
+from odkit.config import load, to_text
 from odkit.errors import ConfigError
+from odkit.evaluation.settings import eval_settings
 from odkit.export.exporter import (
     DEFAULT_OPSET,
     FORMATS,
@@ -37,6 +38,7 @@ from odkit.protos import string_int_label_map_pb2
 from odkit.tfcompat import open_tf_checkpoint
 from odkit.tfcompat.restore import is_tf_checkpoint, read_tf_state_dict
 from odkit.version import __version__
+from odkit.workflows.config_check import require_supported
 
 
 def _stderr(msg: str) -> None:
@@ -161,8 +163,9 @@ def export_from_config(
                        "format": "odkit" if tf_state is None else "tensorflow"},
         "label_map_source": lm_path if classes is not None else None,
     }
-    if config.HasField("eval_config") and len(config.eval_config.keypoint_edge):  # predict draws them
-        info["keypoint_edges"] = [[int(e.start), int(e.end)] for e in config.eval_config.keypoint_edge]
+    edges = eval_settings(config.eval_config).keypoint_edges
+    if edges:  # predict draws them
+        info["keypoint_edges"] = [list(e) for e in edges]
     return export_model(
         model, resizer, output_directory, input_type=input_type, formats=formats, opset=opset, classes=classes,
         extra_files=extra_files, extra_info=info, verify=verify, log=log,

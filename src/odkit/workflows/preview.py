@@ -10,12 +10,10 @@ from PIL import Image, ImageDraw
 
 from odkit.config.loader import load
 from odkit.data.label_map import load_label_map
+from odkit.drawing import draw_boxes, draw_keypoints
 from odkit.errors import OdkitError
 from odkit.fileio import atomic_write
 from odkit.inputs.builder import build_dataset, build_input_loader, single_reader
-
-PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
 
 
 def collect(config: Any, split: str, num: int, seed: int = 0) -> tuple[list[dict[str, Any]], dict[int, str]]:
@@ -58,23 +56,14 @@ def render_grid(items: list[dict[str, Any]], names: dict[int, str]) -> Any:
     grid = Image.new("RGB", (cols * (tw + gap) + gap, rows * (th + gap) + gap), (255, 255, 255))
     for k, it in enumerate(items):
         arr = it["image"].permute(1, 2, 0).contiguous().numpy()
-        tile = Image.fromarray(arr)
+        tile = draw_boxes(arr, it["boxes"], it["classes"],
+                          labels=[f"{c} {names.get(c, '')}".strip() for c in it["classes"]])
         d = ImageDraw.Draw(tile)
         h, w = arr.shape[0], arr.shape[1]
         vh, vw = it["true_shape"][0], it["true_shape"][1]
         if (vh, vw) != (h, w):
             d.rectangle([0, 0, vw - 1, vh - 1], outline=(128, 128, 128))
-        for box, cls in zip(it["boxes"], it["classes"]):
-            colour = PALETTE[cls % len(PALETTE)]
-            y0, x0, y1, x1 = box[0] * h, box[1] * w, box[2] * h, box[3] * w
-            d.rectangle([x0, y0, x1, y1], outline=colour, width=max(1, round(min(h, w) / 200)))
-            label = f"{cls} {names.get(cls, '')}".strip()
-            ty = max(0, y0 - 12)
-            d.rectangle([x0, ty, x0 + 6 * len(label) + 4, ty + 11], fill=colour)
-            d.text((x0 + 2, ty), label, fill=(0, 0, 0))
         if "keypoints" in it:
-            from odkit.drawing import draw_keypoints
-
             draw_keypoints(tile, it["keypoints"], it["keypoint_visibilities"], it["classes"])
         d.text((3, h - 12), str(it["source_id"])[:40], fill=(255, 255, 255))
         r, c = divmod(k, cols)

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from odkit.builders.model_builder import build_model
-from odkit.config import load, require_supported
+from odkit.config import load
 from odkit.errors import OdkitError
 from odkit.inputs.builder import build_input_loader
 from odkit.training.trainer import LoaderFn, ModelFn, Trainer, TrainOptions, TrainResult
 from odkit.workflows import evaluate as evaluate_workflow
+from odkit.workflows.config_check import require_supported
 
 
 def load_config(
@@ -30,7 +31,7 @@ def load_config(
 
 
 def check_supported(config: Any, allow_unsupported: bool) -> None:
-    """Refuse configs that set fields odkit does not honour (odkit.config.require_supported)."""
+    """Refuse configs that set fields odkit does not honour (odkit.workflows.config_check.require_supported)."""
     require_supported(config, allow_unsupported=allow_unsupported)
 
 

@@ -140,6 +140,14 @@ def coco_segmentation_mask(segm: Any, height: int, width: int, where: str) -> np
     return (m > 0).astype(np.uint8)
 
 
+def _area(a: dict[str, Any]) -> float | None:
+    """The annotation's ``area`` when it is a finite non-negative number (TF writes it as image/object/area)."""
+    v = a.get("area")
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        return None
+    return float(v)
+
+
 def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = None, include_masks: bool = False
                  ) -> tuple[list[SourceImage], list[tuple[int, str]], dict[int, tuple[str, ...]]]:
     """SourceImages in the order of the JSON's images, the (id, name) categories and their keypoint names.
@@ -203,7 +211,8 @@ def collect_coco(annotations_file: str, image_dir: str, class_key: str | None = 
                 segm, swhere = a["segmentation"], f"{where}: annotation {str(a.get('id'))[:20]}"
                 mask = functools.partial(_mask_fn, segm, swhere)
             objects.append(SourceObject(name=name, xmin=x, ymin=y, xmax=x + w, ymax=y + h,
-                                        is_crowd=int(bool(a.get("iscrowd", 0))), keypoints=kps, mask=mask))
+                                        is_crowd=int(bool(a.get("iscrowd", 0))), keypoints=kps,
+                                        area=_area(a), mask=mask))
         out.append(SourceImage(path=path, filename=file_name, source_id=str(img["id"]), where=where,
                                width=width, height=height, objects=objects, keypoint_names=kp_names,
                                with_masks=include_masks))

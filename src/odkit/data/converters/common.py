@@ -165,6 +165,7 @@ class SourceObject:
     pose: str = "Unspecified"
     is_crowd: int = 0
     keypoints: np.ndarray | None = None  # float64 [K, 3] pixel (x, y, visibility), COCO's triples
+    area: float | None = None  # COCO's annotation area (pixels; written as image/object/area, as TF)
     # instance mask: a function of the image's (height, width) -> uint8 [H, W] 0/1 (COCO polygons / RLE,
     # VOC SegmentationObject); None: no mask (written as zeros when the image writes masks)
     mask: Callable[[int, int], np.ndarray] | None = None
@@ -280,6 +281,7 @@ def encode_source_image(
         labels=[label_map.name_to_id[o.name] for o in objs], texts=[o.name for o in objs],
         difficult=[o.difficult for o in objs], truncated=[o.truncated for o in objs],
         view=[o.pose for o in objs], is_crowd=[o.is_crowd for o in objs] if any(o.is_crowd for o in objs) else None,
+        area=[o.area for o in objs] if objs and all(o.area is not None for o in objs) else None,
         **kp,  # type: ignore[arg-type]
     )
     return data, len(objs), [o.name for o in objs]

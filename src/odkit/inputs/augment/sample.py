@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-BOX_FIELDS = ("labels", "weights", "difficult", "group_of", "keypoints", "keypoint_visibilities", "masks")
+BOX_FIELDS = ("labels", "weights", "difficult", "group_of", "is_crowd", "area", "keypoints", "keypoint_visibilities",
+              "masks")
 KEYPOINTS = "keypoints"  # float32 [N, K, 2] normalized (y, x); NaN = not labelled / pruned (TF's convention)
 KEYPOINT_VISIBILITIES = "keypoint_visibilities"  # bool [N, K]
 MASKS = "masks"  # uint8 [N, H, W] 0/1 instance masks in the image frame (they move with the image)

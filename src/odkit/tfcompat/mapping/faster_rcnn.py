@@ -16,6 +16,11 @@ TF object paths (as saved by `tf.train.Checkpoint(model=detection_model)`, the T
 - `model/_mask_rcnn_box_predictor/_box_prediction_head/_box_encoder_layers/K/...` and
   `.../_class_prediction_head/_class_predictor_layers/K/...`: [Flatten, (Dropout), Dense, BatchNorm from
   fc_hyperparams] -> `box_predictor.{box_fc,class_fc}.{linear,bn}`.
+Inception-ResNet-v2 (`faster_rcnn_inception_resnet_v2_keras`): the same two sub-models over the Keras
+Inception-ResNet-v2 (`mapping.backbones.inception_resnet_v2_keras_maps`) -> `feature_extractor.backbone`.
+Mask R-CNN: `model/_mask_rcnn_box_predictor/_third_stage_heads/mask_predictions/_mask_predictor_layers/K`
+(Keras [conv, batch norm, activation] x (num_conv_layers - 1), [upsample, conv, bn, act], last conv with
+bias; batch norms only with batch_norm in conv_hyperparams) -> `mask_head.{convs.i,upsample_conv,last}`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import re
 
 from torch import nn
 
-from odkit.tfcompat.mapping.backbones import _bn, resnet_v1_keras_maps
+from odkit.tfcompat.mapping.backbones import _bn, inception_resnet_v2_keras_maps, resnet_v1_keras_maps
 from odkit.tfcompat.mapping.transforms import conv_kernel, dense_kernel, identity
 
 PROPOSAL = "model/_feature_extractor_for_proposal_features"
@@ -43,15 +48,19 @@ def _dense_index(tf_names: set[str], head: str) -> int | None:
 def tf_maps(model, model_config, tf_names: set[str]) -> list[tuple[str, str, object]]:
     """(odkit name, TF name, transform) for every tensor of a ResNet (+FPN) Faster R-CNN."""
     from odkit.models.faster_rcnn_feature_extractors import (
+        InceptionResNetV2FasterRcnnFeatureExtractor,
         ResNetFasterRcnnFeatureExtractor,
         ResNetFpnFasterRcnnFeatureExtractor,
     )
 
     fe = model.feature_extractor
-    depth = fe.backbone.depth
-    if isinstance(fe, ResNetFpnFasterRcnnFeatureExtractor):
-        maps = _fpn_extractor_maps(fe, depth)
+    if isinstance(fe, InceptionResNetV2FasterRcnnFeatureExtractor):
+        maps = inception_resnet_v2_keras_maps("feature_extractor.backbone.", PROPOSAL, "proposal")
+        maps += inception_resnet_v2_keras_maps("feature_extractor.backbone.", BOX_CLASSIFIER, "box_classifier")
+    elif isinstance(fe, ResNetFpnFasterRcnnFeatureExtractor):
+        maps = _fpn_extractor_maps(fe, fe.backbone.depth)
     elif isinstance(fe, ResNetFasterRcnnFeatureExtractor):
+        depth = fe.backbone.depth
         maps = resnet_v1_keras_maps("feature_extractor.backbone.", PROPOSAL, depth, (1, 2, 3, 4))
         maps += resnet_v1_keras_maps("feature_extractor.backbone.", BOX_CLASSIFIER, depth, (5,))
     else:
@@ -59,6 +68,37 @@ def tf_maps(model, model_config, tf_names: set[str]) -> list[tuple[str, str, obj
     maps += _rpn_maps(model)
     if model.box_predictor is not None:
         maps += _second_stage_maps(model, tf_names)
+    if getattr(model, "mask_head", None) is not None:
+        maps += _mask_head_maps(model.mask_head)
+    return maps
+
+
+MASK_LAYERS = f"{SECOND_STAGE}/_third_stage_heads/mask_predictions/_mask_predictor_layers"
+
+
+def _mask_head_maps(head) -> list[tuple[str, str, object]]:
+    """Keras MaskRCNNMaskHead._mask_predictor_layers (a flat list with the activations and the upsampling
+    Lambda counted) -> odkit MaskRCNNMaskHead."""
+    maps: list[tuple[str, str, object]] = []
+    k = 0
+
+    def conv_bn(odkit: str, block: nn.Module) -> None:
+        nonlocal k
+        maps.append((f"{odkit}.0.weight", f"{MASK_LAYERS}/{k}/kernel", conv_kernel))
+        if block[0].bias is not None:
+            maps.append((f"{odkit}.0.bias", f"{MASK_LAYERS}/{k}/bias", identity))
+        k += 1
+        if isinstance(block[1], nn.modules.batchnorm._BatchNorm):
+            maps.extend(_bn(f"{odkit}.1", f"{MASK_LAYERS}/{k}"))
+        k += 2  # batch norm (or its identity placeholder) and activation
+
+    for i, block in enumerate(head.convs):
+        conv_bn(f"mask_head.convs.{i}", block)
+    if head.convolve_then_upsample:
+        k += 1  # the nearest-neighbour upsampling Lambda
+        conv_bn("mask_head.upsample_conv", head.upsample_conv)
+    maps += [("mask_head.last.weight", f"{MASK_LAYERS}/{k}/kernel", conv_kernel),
+             ("mask_head.last.bias", f"{MASK_LAYERS}/{k}/bias", identity)]
     return maps
 
 

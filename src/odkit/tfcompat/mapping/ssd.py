@@ -36,6 +36,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from odkit.models.heads.convolutional import ConvolutionalBoxPredictor
+from odkit.models.heads.weight_shared import WeightSharedConvolutionalBoxPredictor
+from odkit.models.necks.fpn import FPN
+from odkit.tfcompat.mapping.backbones import resnet_v1_keras_maps
 from odkit.tfcompat.mapping.plan import Transform
 from odkit.tfcompat.mapping.transforms import conv_kernel, depthwise_kernel, identity
 
@@ -160,8 +164,6 @@ def backbone_maps(fe, tf_names: set[str]) -> list[Triple]:
     tf = f"{FE}/classification_backbone"
     name = fe.type_name
     if name.startswith("ssd_resnet"):
-        from odkit.tfcompat.mapping.backbones import resnet_v1_keras_maps
-
         return list(resnet_v1_keras_maps(odkit, tf, fe.backbone.depth, (1, 2, 3, 4, 5)))
     if name.startswith("ssd_mobilenet"):
         return sequential_backbone_maps(fe.backbone, odkit, tf, tf_names)
@@ -205,8 +207,6 @@ def feature_extractor_maps(model, model_config, tf_names: set[str]) -> list[Trip
     fe = model.feature_extractor
     proto = model_config.ssd.feature_extractor
     out = backbone_maps(fe, tf_names)
-    from odkit.models.necks.fpn import FPN
-
     if isinstance(fe.neck, FPN):
         explicit = bool(proto.use_explicit_padding) and not fe.type_name.startswith("ssd_resnet")
         out += fpn_maps(fe.neck, tf_names, explicit)
@@ -312,9 +312,6 @@ def convolutional_predictor_maps(bp, proto, tf_names: set[str]) -> list[Triple]:
 
 
 def box_predictor_maps(model, model_config, tf_names: set[str]) -> list[Triple]:
-    from odkit.models.heads.convolutional import ConvolutionalBoxPredictor
-    from odkit.models.heads.weight_shared import WeightSharedConvolutionalBoxPredictor
-
     bp = model.box_predictor
     if isinstance(bp, WeightSharedConvolutionalBoxPredictor):
         return weight_shared_predictor_maps(bp, tf_names)

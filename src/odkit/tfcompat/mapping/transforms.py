@@ -18,6 +18,11 @@ def conv_kernel(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(a, (3, 2, 0, 1)))
 
 
+def conv_transpose_kernel(a: np.ndarray) -> np.ndarray:
+    """Conv2DTranspose kernel (H, W, out, in) -> ConvTranspose2d weight (in, out, H, W)."""
+    return np.ascontiguousarray(np.transpose(a, (3, 2, 0, 1)))
+
+
 def depthwise_kernel(a: np.ndarray) -> np.ndarray:
     """DepthwiseConv2D kernel (H, W, C, M) -> grouped conv weight (C*M, 1, H, W).
 
@@ -35,3 +40,8 @@ def dense_kernel(a: np.ndarray) -> np.ndarray:
 def flatten(a: np.ndarray) -> np.ndarray:
     """Any shape -> 1-D (e.g. BiFPN fusion weights stored (n, 1))."""
     return np.ascontiguousarray(a.reshape(-1))
+
+
+def ones_like(a: np.ndarray) -> np.ndarray:
+    """A TF constant the checkpoint does not store (batch norm gamma with scale=False), shaped like ``a``."""
+    return np.ones_like(a)

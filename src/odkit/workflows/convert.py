@@ -15,7 +15,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from odkit import checkpoints as ck
+from odkit.builders.model_builder import build_model
+from odkit.config import load, to_text
 from odkit.errors import OdkitError
+from odkit.tfcompat.reader import open_tf_checkpoint
+from odkit.tfcompat.restore import is_tf_checkpoint, read_tf_state_dict
+from odkit.workflows.config_check import require_supported
 
 
 def _stderr(msg: str) -> None:
@@ -33,12 +39,6 @@ def convert_tf_checkpoint(
     log: Callable[[str], None] = _stderr,
 ) -> Path:
     """Map every variable of ``tf_checkpoint`` onto the model of the config and write ``output_dir``."""
-    from odkit import checkpoints as ck
-    from odkit.builders.model_builder import build_model
-    from odkit.config import load, require_supported, to_text
-    from odkit.tfcompat import open_tf_checkpoint
-    from odkit.tfcompat.restore import is_tf_checkpoint, read_tf_state_dict
-
     out = Path(output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OdkitError("output folder exists and is not empty", where=str(out),
