@@ -48,3 +48,14 @@ def _limit_threads() -> None:
     except ImportError:  # the infer-only subprocess tests run without torch
         return
     torch.set_num_threads(1 if IN_XDIST_WORKER else max(1, min(2, os.cpu_count() or 1)))
+
+
+# The longest test files start first, so that `make test`'s workers (pytest-xdist, whole files per worker)
+# finish together instead of one worker starting a long end-to-end file last.
+LONGEST_FIRST = ("test_e2e.py", "test_ssd_overfit.py", "test_mask_rcnn.py", "test_kill9.py", "test_serve.py",
+                 "test_train_crash.py", "test_export_frcnn.py")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
