@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP_DEMO := $(VENV)/.odkit-installed
 STAMP_DEV  := $(VENV)/.odkit-dev-installed
+# One pytest worker per core, whole test files per worker (module fixtures built once); `make test PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 .PHONY: demo test browser lint protos bench clean
 

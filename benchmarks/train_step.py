@@ -7,6 +7,8 @@ Pairs (same input size, batch and random boxes):
   ssdlite320             torchvision ssdlite320_mobilenet_v3_large (weights=None, weights_backbone=None)
   centernet_r50fpn_512   odkit CenterNet ResNet50 v1 FPN 512 (the TF2 zoo centernet_resnet101_v1_fpn_512x512 config
                          with feature_extractor.type resnet_v1_50_fpn, written to a temporary file)
+  mask_rcnn_irv2_1024    odkit Mask R-CNN Inception-ResNet-v2 1024 (the TF2 zoo config; masks fill the boxes), batch 1
+  maskrcnn_1024          torchvision maskrcnn_resnet50_fpn (weights=None, weights_backbone=None), 1024x1024, batch 1
   keypointrcnn_512       torchvision keypointrcnn_resnet50_fpn (weights=None, weights_backbone=None; 17 random
                          keypoints per box), 512x512: the closest torchvision model to a CenterNet
 
@@ -39,15 +41,16 @@ SHARED = Path(os.environ.get("ODKIT_SHARED_DIR", REPO.parent / "shared"))
 CONFIGS = {
     "ssd_resnet50_fpn_640": SHARED / "compat/tfod_configs/pets_ssd_resnet50_v1_fpn_640x640.config",
     "ssd_mnv2_fpnlite_320": SHARED / "compat/tfod_configs/ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8.config",
+    "mask_rcnn_irv2_1024": SHARED / "compat/tfod_configs/mask_rcnn_inception_resnet_v2_1024x1024_coco17_gpu-8.config",
 }
 PAIRS = [("ssd_resnet50_fpn_640", "retinanet_640"), ("ssd_mnv2_fpnlite_320", "ssdlite320"),
-         ("centernet_r50fpn_512", "keypointrcnn_512")]
+         ("centernet_r50fpn_512", "keypointrcnn_512"), ("mask_rcnn_irv2_1024", "maskrcnn_1024")]
 SIZES = {"ssd_resnet50_fpn_640": 640, "retinanet_640": 640, "ssd_mnv2_fpnlite_320": 320, "ssdlite320": 320,
-         "centernet_r50fpn_512": 512, "keypointrcnn_512": 512}
+         "centernet_r50fpn_512": 512, "keypointrcnn_512": 512, "mask_rcnn_irv2_1024": 1024, "maskrcnn_1024": 1024}
 NUM_CLASSES = {"ssd_resnet50_fpn_640": 37, "retinanet_640": 37, "ssd_mnv2_fpnlite_320": 90, "ssdlite320": 90,
-               "centernet_r50fpn_512": 90, "keypointrcnn_512": 90}
+               "centernet_r50fpn_512": 90, "keypointrcnn_512": 90, "mask_rcnn_irv2_1024": 90, "maskrcnn_1024": 90}
 DEFAULT_BATCH = {"ssd_resnet50_fpn_640": 2, "retinanet_640": 2, "ssd_mnv2_fpnlite_320": 8, "ssdlite320": 8,
-                 "centernet_r50fpn_512": 2, "keypointrcnn_512": 2}
+                 "centernet_r50fpn_512": 2, "keypointrcnn_512": 2, "mask_rcnn_irv2_1024": 1, "maskrcnn_1024": 1}
 # configs derived from a shared zoo config by text substitution (written next to the run, see _config_path)
 DERIVED = {"centernet_r50fpn_512": (SHARED / "compat/tfod_configs/centernet_resnet101_v1_fpn_512x512_coco17_tpu-8.config",
                                     'type: "resnet_v2_101"', 'type: "resnet_v1_50_fpn"')}
@@ -103,6 +106,14 @@ def _random_boxes(torch, batch: int, n: int, gen):
     return torch.cat([yx, yx + hw], dim=-1)  # normalized ymin, xmin, ymax, xmax
 
 
+def _box_masks(torch, boxes, size: int):
+    """uint8 [..., size, size] masks filling normalized yxyx boxes [..., 4]."""
+    grid = (torch.arange(size) + 0.5) / size
+    y = (grid[:, None] >= boxes[..., 0, None, None]) & (grid[:, None] < boxes[..., 2, None, None])
+    x = (grid[None, :] >= boxes[..., 1, None, None]) & (grid[None, :] < boxes[..., 3, None, None])
+    return (y & x).to(torch.uint8)
+
+
 def _autocast(torch, device, precision: str):
     if precision == "fp32":
         return torch.autocast(device.type, enabled=False)
@@ -127,6 +138,8 @@ def _odkit_step_fn(case: str, device, batch: int, torch, precision: str = "fp32"
     gt = {"boxes": _random_boxes(torch, batch, n, gen).to(device),
           "classes": torch.randint(1, NUM_CLASSES[case] + 1, (batch, n), generator=gen).to(device),
           "weights": torch.ones(batch, n, device=device), "num_boxes": torch.full((batch,), n, device=device)}
+    if getattr(model, "predicts_masks", False):  # Mask R-CNN: each object's mask fills its box
+        gt["masks"] = _box_masks(torch, gt["boxes"].cpu(), size).to(device)
     shapes = torch.tensor([[size, size, 3]] * batch, device=device)
     # the config's optimizer, as `odkit train` builds it
     opt, _ = build_optimizer(cfg.train_config.optimizer, [p for p in model.parameters() if p.requires_grad])
@@ -156,6 +169,9 @@ def _torchvision_step_fn(case: str, device, batch: int, torch, precision: str = 
     elif case == "keypointrcnn_512":
         model = torchvision.models.detection.keypointrcnn_resnet50_fpn(
             weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1, min_size=size, max_size=size)
+    elif case == "maskrcnn_1024":
+        model = torchvision.models.detection.maskrcnn_resnet50_fpn(
+            weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1, min_size=size, max_size=size)
     else:
         model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
             weights=None, weights_backbone=None, num_classes=NUM_CLASSES[case] + 1)
@@ -172,6 +188,9 @@ def _torchvision_step_fn(case: str, device, batch: int, torch, precision: str = 
             u = torch.rand(4, 17, 2, generator=gen)
             xy = b[:, None, :2] + u * (b[:, None, 2:] - b[:, None, :2])
             t["keypoints"] = torch.cat([xy, torch.ones(4, 17, 1)], dim=-1).to(device)
+    if case == "maskrcnn_1024":  # each object's mask fills its box
+        for t in targets:
+            t["masks"] = _box_masks(torch, t["boxes"].cpu()[:, [1, 0, 3, 2]] / size, size).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     if compile:  # torchvision's detection models are not compile-friendly end to end: compile the backbone+FPN
         model.backbone = torch.compile(model.backbone)

@@ -215,7 +215,7 @@ def test_zoo_config_builds_and_predicts_at_stride_4(compat_dir, name, feature_ex
 
 
 @pytest.mark.parametrize("edit,where", [
-    ("feature_extractor { type: 'mobilenet_v2' }", "feature_extractor.type"),
+    ("feature_extractor { type: 'resnet_v1_152_fpn' }", "feature_extractor.type"),
     ("feature_extractor { type: 'resnet_v2_50' depth_multiplier: 0.5 }", "feature_extractor.depth_multiplier"),
     ("feature_extractor { type: 'resnet_v2_50' use_depthwise: true }", "feature_extractor.use_depthwise"),
     ("mask_estimation_task { }", "mask_estimation_task"),

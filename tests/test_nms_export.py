@@ -108,3 +108,29 @@ def test_onnx_greedy_top_n_equals_eager():
     got_idx, got_ok = session.run(None, {"in0": boxes.numpy(), "in1": scores.numpy()})
     np.testing.assert_array_equal(got_ok, ok.numpy())
     np.testing.assert_array_equal(got_idx[got_ok], idx[ok].numpy())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_greedy_nms_on_a_prefix_equals_nms_over_every_candidate(seed):
+    """The traced forward's prefix-doubling NMS picks exactly what one NMS over all candidates picks first."""
+    from torchvision.ops import nms
+
+    from odkit.core.nms_export import _greedy_nms_first_picks
+
+    g = torch.Generator().manual_seed(seed)
+    n = [50, 3000, 3000, 800, 5, 3000][seed]
+    centre = torch.rand(n, 2, generator=g) * (0.2 if seed == 2 else 1.0)  # seed 2: heavy overlap -> long prefix
+    size = torch.rand(n, 2, generator=g) * 0.3 + 0.01
+    xyxy = torch.cat([centre - size / 2, centre + size / 2], dim=1)
+    scores = torch.rand(n, generator=g)
+    scores[::7] = 0.0  # below the threshold
+    if seed == 3:
+        scores = torch.round(scores * 4) / 4  # many ties
+    for max_picks in (1, 10, 100):
+        got = _greedy_nms_first_picks(xyxy, scores, 1e-8, 0.5, max_picks)
+        cand = torch.nonzero(scores > 1e-8).squeeze(1)
+        want = cand[nms(xyxy[cand], scores[cand], 0.5)[:max_picks]]
+        if seed == 3:  # tied scores: the same set of picks (the order among equal scores is not defined)
+            assert sorted(got.tolist()) == sorted(want.tolist())
+        else:
+            assert got.tolist() == want.tolist()

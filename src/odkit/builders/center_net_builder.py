@@ -79,6 +79,7 @@ def _refuse(cn) -> None:
 
 def build_feature_extractor(fe, where: str = f"{WHERE}.feature_extractor"):
     from odkit.models.center_net_feature_extractors import (
+        MOBILENET_V2,
         MOBILENET_V2_FPN,
         SUPPORTED,
         build_center_net_extractor,
@@ -97,16 +98,18 @@ def build_feature_extractor(fe, where: str = f"{WHERE}.feature_extractor"):
         raise UnsupportedError("feature_extractor.use_depthwise has no effect in the TF OD API's CenterNet extractors",
                                where=f"{where}.use_depthwise",
                                hint="remove it (use_separable_conv for mobilenet_v2_fpn; center_net.use_depthwise for the heads)")
+    unused = [("use_separable_conv", False), ("upsampling_interpolation", "nearest")]
+    if kind not in MOBILENET_V2:
+        unused.append(("depth_multiplier", 1.0))
     if kind not in MOBILENET_V2_FPN:
-        for name, default in (("depth_multiplier", 1.0), ("use_separable_conv", False),
-                              ("upsampling_interpolation", "nearest")):
+        for name, default in unused:
             if fe.HasField(name) and getattr(fe, name) != default:
                 raise UnsupportedError(f"{name} is not used by the {kind} feature extractor", where=f"{where}.{name}",
                                        hint="remove it (only mobilenet_v2_fpn uses it)")
     elif fe.upsampling_interpolation not in ("nearest", "bilinear"):
         raise UnsupportedError(f"upsampling_interpolation {fe.upsampling_interpolation!r} is not supported",
                                where=f"{where}.upsampling_interpolation", hint="use nearest or bilinear")
-    elif fe.depth_multiplier <= 0:
+    if fe.depth_multiplier <= 0:
         raise UnsupportedError("depth_multiplier must be > 0", where=f"{where}.depth_multiplier")
     return build_center_net_extractor(
         kind, channel_means=list(fe.channel_means), channel_stds=list(fe.channel_stds),

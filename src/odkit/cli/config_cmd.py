@@ -111,6 +111,8 @@ def _check(args: argparse.Namespace) -> int:
             print(f"odkit config: note: {n}", file=sys.stderr)
         if problems:
             print(f"{len(problems)} set field(s) not honoured by odkit", file=sys.stderr)
+        elif result.errors:
+            print(f"{len(result.errors)} config error(s): fix them before using this config", file=sys.stderr)
         else:
             print(f"{args.path}: every set field is honoured by odkit"
                   + (f" ({len(result.accepted)} accepted with no effect)" if result.accepted else ""))

@@ -20,6 +20,8 @@ Types:
   (`depth_multiplier`, applied to the last 1x1 conv too when < 1) taps block_2/5/9_add and out_relu, 1x1 laterals (64 on the top; 64, 32, 24), x2
   upsampling (`upsampling_interpolation` nearest | bilinear), add, 3x3 (separable) conv (32, 24, 24) + BN + ReLU;
   24 channels at stride 4.
+- `mobilenet_v2`: MobileNet v2 (`depth_multiplier`) out_relu + the ResNet v2 style upsampling (1x1 convs);
+  64 channels at stride 4.
 - `hourglass_104` (+ 10/20/32/52): `odkit.models.backbones.hourglass`, 2 outputs (104) at stride 4.
 Keras layer defaults: glorot-uniform kernels, zero biases, batch norm epsilon 1e-3 and momentum 0.99.
 """
@@ -159,19 +161,10 @@ class MobileNetV2FpnExtractor(CenterNetFeatureExtractor):
     def __init__(self, depth_multiplier: float = 1.0, use_separable_conv: bool = False,
                  upsampling_interpolation: str = "nearest", **kwargs) -> None:
         super().__init__(**kwargs)
-        from odkit.models.backbones.mobilenet_v2 import MobileNetV2Backbone
-
         if upsampling_interpolation not in ("nearest", "bilinear"):
             raise ValueError(f"upsampling_interpolation {upsampling_interpolation!r}: use nearest or bilinear")
         self.interpolation = upsampling_interpolation
-        from torchvision.models._utils import _make_divisible
-
-        # the TF OD API's Keras MobileNet v2 applies alpha < 1 to the last 1x1 conv too (Keras would keep 1280)
-        last = _make_divisible(1280 * depth_multiplier, 8) if depth_multiplier < 1.0 else None
-        self.backbone = MobileNetV2Backbone(depth_multiplier, last_conv_depth=last, taps={3: 2, 6: 3, 10: 4, 18: 5})
-        for m in self.backbone.modules():  # TF OD API keras mobilenet_v2: epsilon 1e-3, momentum 0.9997
-            if isinstance(m, nn.BatchNorm2d):
-                m.eps, m.momentum = 1e-3, 1.0 - 0.9997
+        self.backbone = _tf_od_mobilenet_v2(depth_multiplier, {3: 2, 6: 3, 10: 4, 18: 5})
         ch = self.backbone.out_channels
         self.top = keras_conv(ch[5], 64, 1)
         self.lateral = nn.ModuleList([keras_conv(ch[lvl], f, 1) for lvl, f in ((4, 64), (3, 32), (2, 24))])
@@ -195,6 +188,43 @@ class MobileNetV2FpnExtractor(CenterNetFeatureExtractor):
         return [top]
 
 
+def _tf_od_mobilenet_v2(depth_multiplier: float, taps: dict[int, int]):
+    """The TF OD API's Keras MobileNet v2: alpha < 1 also scales the last 1x1 conv; BN epsilon 1e-3,
+    momentum 0.9997."""
+    from torchvision.models._utils import _make_divisible
+
+    from odkit.models.backbones.mobilenet_v2 import MobileNetV2Backbone
+
+    last = _make_divisible(1280 * depth_multiplier, 8) if depth_multiplier < 1.0 else None
+    backbone = MobileNetV2Backbone(depth_multiplier, last_conv_depth=last, taps=taps)
+    for m in backbone.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps, m.momentum = 1e-3, 1.0 - 0.9997
+    return backbone
+
+
+class MobileNetV2Extractor(CenterNetFeatureExtractor):
+    """`mobilenet_v2`: MobileNet v2 out_relu (stride 32), then 3 x (1x1 conv + BN + ReLU, 3x3 stride-2 transposed
+    conv "same" + BN + ReLU) with 256, 128, 64 filters; 64 channels at stride 4."""
+
+    keras_preprocess = "tf"
+
+    def __init__(self, depth_multiplier: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.backbone = _tf_od_mobilenet_v2(depth_multiplier, {18: 5})
+        layers: list[nn.Module] = []
+        ch = self.backbone.out_channels[5]
+        for f in (256, 128, 64):
+            layers += [keras_conv(ch, f, 1), keras_bn(f), nn.ReLU(), KerasConvTranspose2x(f, f), keras_bn(f),
+                       nn.ReLU()]
+            ch = f
+        self.upsample = nn.Sequential(*layers)
+        self.out_channels = 64
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.upsample(self.backbone(x)[5])]
+
+
 class HourglassExtractor(CenterNetFeatureExtractor):
     classification_backbone_prefixes = ()  # TF's CenterNetHourglassFeatureExtractor has no classification backbone
 
@@ -213,8 +243,9 @@ class HourglassExtractor(CenterNetFeatureExtractor):
 RESNET_V1_FPN = {"resnet_v1_18_fpn": 18, "resnet_v1_34_fpn": 34, "resnet_v1_50_fpn": 50, "resnet_v1_101_fpn": 101}
 RESNET_V2 = {"resnet_v2_50": 50, "resnet_v2_101": 101}
 MOBILENET_V2_FPN = ("mobilenet_v2_fpn", "mobilenet_v2_fpn_sep_conv")
+MOBILENET_V2 = ("mobilenet_v2",)
 HOURGLASS = ("hourglass_10", "hourglass_20", "hourglass_32", "hourglass_52", "hourglass_104")
-SUPPORTED = (*RESNET_V1_FPN, *RESNET_V2, *MOBILENET_V2_FPN, *HOURGLASS)
+SUPPORTED = (*RESNET_V1_FPN, *RESNET_V2, *MOBILENET_V2, *MOBILENET_V2_FPN, *HOURGLASS)
 
 
 def build_center_net_extractor(kind: str, *, channel_means: Sequence[float] = (), channel_stds: Sequence[float] = (),
@@ -230,6 +261,8 @@ def build_center_net_extractor(kind: str, *, channel_means: Sequence[float] = ()
     if kind in MOBILENET_V2_FPN:
         return MobileNetV2FpnExtractor(depth_multiplier, use_separable_conv or kind == "mobilenet_v2_fpn_sep_conv",
                                        upsampling_interpolation, **common)
+    if kind in MOBILENET_V2:
+        return MobileNetV2Extractor(depth_multiplier, **common)
     if kind in HOURGLASS:
         return HourglassExtractor(kind, **common)
     raise ValueError(f"unknown CenterNet feature extractor {kind!r}")

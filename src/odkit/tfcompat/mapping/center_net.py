@@ -1,8 +1,7 @@
 """TF OD API CenterNet (`CenterNetMetaArch`) object-based checkpoints -> odkit `CenterNetMetaArch`.
 
 Mapped (checked on TF-written checkpoints of `resnet_v1_50_fpn`, `resnet_v1_18_fpn`, `resnet_v2_50`, `hourglass_10`,
-`hourglass_104` and
-`mobilenet_v2_fpn_sep_conv` (depth_multiplier 0.5, bilinear), every
+`hourglass_104`, `mobilenet_v2` and `mobilenet_v2_fpn_sep_conv` (depth_multiplier 0.5, bilinear), every
 variable and shape, and the outputs: tests/test_tf_parity_center_net.py):
 - `resnet_v1_50_fpn` / `resnet_v1_101_fpn`: `model/_feature_extractor/_base_model/layer_with_weights-N` is
   `tf.keras.applications.ResNet50/101` (the `backbones.resnet_v1_keras_layers` order, every conv with a bias);
@@ -21,6 +20,7 @@ variable and shape, and the outputs: tests/test_tf_parity_center_net.py):
 - `mobilenet_v2_fpn*`: `_base_model` is the TF OD API Keras MobileNet v2 (weighted layers in network order, as
   the SSD mapping), `_feature_extractor_model` K = 1.. as for the ResNet v1 FPN (SeparableConv2D with
   use_separable_conv).
+- `mobilenet_v2`: `_network/layer_with_weights-0` is the Keras MobileNet v2, K = 1.. its upsampling layers.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def tf_maps(model, model_config, tf_names: set[str]) -> list[tuple[str, str, obj
     from odkit.models.center_net import OBJECT_CENTER, module_key
     from odkit.models.center_net_feature_extractors import (
         HourglassExtractor,
+        MobileNetV2Extractor,
         MobileNetV2FpnExtractor,
         ResNetV1FpnExtractor,
         ResNetV2Extractor,
@@ -110,6 +111,8 @@ def tf_maps(model, model_config, tf_names: set[str]) -> list[tuple[str, str, obj
         maps = _hourglass_maps(fe)
     elif isinstance(fe, MobileNetV2FpnExtractor):
         maps = _mobilenet_v2_fpn_maps(fe, tf_names)
+    elif isinstance(fe, MobileNetV2Extractor):
+        maps = _mobilenet_v2_maps(fe, tf_names)
     else:
         raise NotImplementedError(f"no TF mapping for the CenterNet feature extractor {type(fe).__name__} yet")
     heads = [("center_heads", OBJECT_CENTER, model.center_heads)]
@@ -143,7 +146,6 @@ def _resnet_v2_keras_layers(backbone) -> list[tuple[str, str]]:
 
 
 def _resnet_v2_maps(fe) -> list[tuple[str, str, object]]:
-    from odkit.tfcompat.mapping.transforms import conv_transpose_kernel
 
     maps: list[tuple[str, str, object]] = []
     state = fe.backbone.state_dict()
@@ -151,9 +153,18 @@ def _resnet_v2_maps(fe) -> list[tuple[str, str, object]]:
         tf = f"{FE}/_base_model/layer_with_weights-{n}"
         odkit = f"feature_extractor.backbone.{path}"
         maps += _conv(odkit, tf, bias=f"{path}.bias" in state) if kind == "conv" else _bn(odkit, tf)
+    return maps + _upsample_maps(fe.upsample, f"{FE}/_feature_extractor_model")
+
+
+def _upsample_maps(upsample, tf_prefix: str) -> list[tuple[str, str, object]]:
+    """The (conv, BN, ReLU, Conv2DTranspose, BN, ReLU) x 3 upsampling of the ResNet v2 / MobileNet v2 extractors:
+    `<tf_prefix>/layer_with_weights-K`, K = 1.. (K = 0 is the backbone)."""
+    from odkit.tfcompat.mapping.transforms import conv_transpose_kernel
+
+    maps: list[tuple[str, str, object]] = []
     k = 1
-    for idx, layer in enumerate(fe.upsample):
-        tf = f"{FE}/_feature_extractor_model/layer_with_weights-{k}"
+    for idx, layer in enumerate(upsample):
+        tf = f"{tf_prefix}/layer_with_weights-{k}"
         name = f"feature_extractor.upsample.{idx}"
         if isinstance(layer, torch.nn.Conv2d):
             maps += _conv(name, tf)
@@ -166,6 +177,16 @@ def _resnet_v2_maps(fe) -> list[tuple[str, str, object]]:
             continue
         k += 1
     return maps
+
+
+def _mobilenet_v2_maps(fe, tf_names: set[str]) -> list[tuple[str, str, object]]:
+    """`mobilenet_v2`: `_network` wraps the Keras MobileNet v2 as its layer_with_weights-0, then the upsampling."""
+    from odkit.tfcompat.mapping.ssd import sequential_backbone_maps
+
+    net = f"{FE}/_network"
+    maps = list(sequential_backbone_maps(fe.backbone, "feature_extractor.backbone.", f"{net}/layer_with_weights-0",
+                                         tf_names))
+    return maps + _upsample_maps(fe.upsample, net)
 
 
 def _hourglass_maps(fe) -> list[tuple[str, str, object]]:
