@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP_DEMO := $(VENV)/.odkit-installed
 STAMP_DEV  := $(VENV)/.odkit-dev-installed
-# One pytest worker per core, whole test files per worker (module fixtures built once); `make test PYTEST_ARGS=` runs serially.
-PYTEST_ARGS ?= -n auto --dist loadfile
+# One pytest worker per core (at most 4: each may hold a model in memory), whole test files per worker (module
+# fixtures built once); `make test PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: demo test browser lint protos bench clean
 

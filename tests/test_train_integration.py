@@ -40,9 +40,10 @@ def _overrides(compat_dir: Path, size: int, num_classes: int | None) -> list[str
 def _assert_supported(config_path: Path, argv: list[str]) -> None:
     """Every set field (with the overrides) is honoured, so `odkit train` runs without --allow_unsupported."""
     import odkit.config as cfg
+    from odkit.workflows.config_check import check
 
     overrides = [argv[i + 1] for i, a in enumerate(argv) if a == "--override"]
-    problems = [str(p) for p in cfg.check(cfg.load(config_path, overrides=overrides))]
+    problems = [str(p) for p in check(cfg.load(config_path, overrides=overrides)).unsupported]
     assert not problems, problems
     assert "--allow_unsupported" not in argv
 
