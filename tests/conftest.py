@@ -59,3 +59,16 @@ LONGEST_FIRST = ("test_e2e.py", "test_ssd_overfit.py", "test_mask_rcnn.py", "tes
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tiny / CPU-bound models: the trajectory then does not depend on the thread
+    count (with 2 threads the reduction order inside oneDNN kernels depends on the CPU's ISA), and no OpenMP
+    spinning on a shared CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

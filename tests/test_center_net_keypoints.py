@@ -77,13 +77,6 @@ def synthetic_people(n: int = 6, size: int = SIZE, seed: int = 0):
                     "num_boxes": (classes > 0).sum(1), "keypoints": kps, "keypoint_visibilities": vis}
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_builder_reads_the_keypoint_label_map(tmp_path) -> None:
     model = _model(tmp_path, num_classes=2)

@@ -51,13 +51,6 @@ def synthetic_batch(n: int = 6, size: int = SIZE, seed: int = 0):
                     "num_boxes": (classes > 0).sum(1)}
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.slow
 def test_tiny_center_net_overfits_and_detects(one_thread):

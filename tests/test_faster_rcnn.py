@@ -15,16 +15,6 @@ from odkit.errors import UnsupportedError
 from odkit.models.faster_rcnn_heads import crop_and_resize
 from odkit.protos import faster_rcnn_pb2
 
-
-@pytest.fixture
-def one_thread():
-    """Tiny / CPU-bound models: one thread avoids OpenMP spinning on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = """
 num_classes: 3
 image_resizer { fixed_shape_resizer { height: 64 width: 64 } }

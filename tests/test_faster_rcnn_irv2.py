@@ -10,14 +10,6 @@ import torch
 from odkit.models.backbones.inception_resnet_v2 import InceptionResNetV2
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tf_param_count(m: torch.nn.Module) -> int:
     """TF's count_params: convs, biases, batch-norm beta + moving mean / variance (no gamma: scale=False)."""
     bns = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]

@@ -16,15 +16,6 @@ from odkit.models.faster_rcnn_heads import MaskRCNNMaskHead, mask_conv_depth
 from odkit.models.hyperparams import default_hyperparams
 from odkit.protos import faster_rcnn_pb2
 
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = """
 num_classes: 3
 number_of_stages: 3

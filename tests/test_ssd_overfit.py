@@ -100,16 +100,6 @@ def build_tiny(extractor: str = "ssd_mobilenet_v1_fpn_keras", dm: float = 0.25, 
     return build_model(proto, is_training)
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: the trajectory then does not depend on the thread count (with 2 threads the
-    reduction order inside oneDNN kernels depends on the CPU's ISA), and no OpenMP spinning on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _lr(step: int, steps: int, base: float, warmup: int = 10) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
