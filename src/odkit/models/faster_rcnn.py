@@ -67,7 +67,7 @@ from odkit.core.matchers import ArgMaxMatcher
 from odkit.core.post_processing import BatchNonMaxSuppression, ScoreConverter, greedy_nms_top_n
 from odkit.core.samplers import BalancedPositiveNegativeSampler, HardExampleMiner
 from odkit.core.similarity import IouSimilarity
-from odkit.core.target_assigner import TargetAssigner
+from odkit.core.target_assigner import TargetAssigner, Targets
 from odkit.models.base import DetectionModel
 from odkit.models.faster_rcnn_heads import (
     MaskRCNNBoxPredictor,
@@ -287,14 +287,7 @@ class FasterRCNNMetaArch(DetectionModel):
         """TF `_sample_box_classifier_batch`: second_stage_batch_size proposals per image, by score."""
         with torch.no_grad():
             b, p, _ = boxes.shape
-            t = self.detector_assigner.assign(
-                boxes,
-                groundtruth["boxes"].float(),
-                groundtruth["classes"],
-                groundtruth.get("weights"),
-                groundtruth.get("num_boxes"),
-                num_classes=self.num_classes,
-            )
+            t = self._assign_to_groundtruth(boxes, groundtruth)
             valid = (torch.arange(p, device=boxes.device).unsqueeze(0) < num.unsqueeze(1)) & (
                 t.cls_weights.mean(-1) > 0
             )
@@ -374,14 +367,7 @@ class FasterRCNNMetaArch(DetectionModel):
         cls_pred = pred["class_predictions_with_background"].float()
         b, p, q, code = refined.shape
         with torch.no_grad():
-            t = self.detector_assigner.assign(
-                boxes,
-                groundtruth["boxes"].float(),
-                groundtruth["classes"],
-                groundtruth.get("weights"),
-                groundtruth.get("num_boxes"),
-                num_classes=self.num_classes,
-            )
+            t = self._assign_to_groundtruth(boxes, groundtruth)
             padding = (torch.arange(p, device=boxes.device).unsqueeze(0) < num.unsqueeze(1)).to(refined.dtype)
             normalizer = num.clamp(min=1).to(refined.dtype).unsqueeze(1) * b
         if q == 1:
@@ -407,6 +393,17 @@ class FasterRCNNMetaArch(DetectionModel):
             * cfg.second_stage_classification_loss_weight,
         }
 
+    def _assign_to_groundtruth(self, boxes: Tensor, groundtruth: dict[str, Tensor]) -> Targets:
+        """Second-stage targets of ``boxes`` [B, P, 4] (TF's detector target assigner)."""
+        return self.detector_assigner.assign(
+            boxes,
+            groundtruth["boxes"].float(),
+            groundtruth["classes"],
+            groundtruth.get("weights"),
+            groundtruth.get("num_boxes"),
+            num_classes=self.num_classes,
+        )
+
     def _mask_loss(self, pred: dict[str, Tensor], groundtruth: dict[str, Tensor]) -> Tensor:
         """TF `_loss_box_classifier` mask part (sigmoid cross entropy on cropped groundtruth masks)."""
         if "masks" not in groundtruth:
@@ -418,14 +415,7 @@ class FasterRCNNMetaArch(DetectionModel):
         gt_masks = groundtruth["masks"]
         m = gt_masks.shape[1]
         with torch.no_grad():
-            t = self.detector_assigner.assign(
-                boxes,
-                groundtruth["boxes"].float(),
-                groundtruth["classes"],
-                groundtruth.get("weights"),
-                groundtruth.get("num_boxes"),
-                num_classes=self.num_classes,
-            )
+            t = self._assign_to_groundtruth(boxes, groundtruth)
             padding = torch.arange(p, device=boxes.device).unsqueeze(0) < num.unsqueeze(1)
             weights = t.reg_weights * padding  # positives (times the groundtruth weight)
             matched = t.matches.clamp(min=0)
