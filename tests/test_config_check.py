@@ -407,6 +407,14 @@ def _demo_text(old: str, new: str, count: int = 1) -> str:
     return text.replace(old, new, count)
 
 
+def _line_of(text: str, needle: str, occurrence: int) -> int:
+    """1-based line of the ``occurrence``-th (1-based) ``needle`` in ``text``."""
+    at = -1
+    for _ in range(occurrence):
+        at = text.index(needle, at + 1)
+    return text.count("\n", 0, at) + 1
+
+
 @pytest.mark.parametrize("old,new,where,message", [
     # the FPN block is the second "min_level: 3" (the first is the anchor generator's): change both
     ("min_level: 3", "min_level: 1", "model.ssd.feature_extractor.fpn.min_level", "below level 2"),
@@ -421,7 +429,8 @@ def test_pyramid_levels_outside_the_backbone_are_one_line_errors(tmp_path: Path,
     with pytest.raises(ConfigError) as info:
         load(path)
     line = info.value.one_line()
-    assert line.startswith(f"{path}:81:9: ") and message in line and where in line, line
+    at = _line_of(DEMO.read_text(), old, 2)  # the FPN block's min_level
+    assert line.startswith(f"{path}:{at}:9: ") and message in line and where in line, line
 
 
 def test_anchor_levels_must_match_the_predictor_outputs(tmp_path: Path) -> None:
@@ -429,7 +438,8 @@ def test_anchor_levels_must_match_the_predictor_outputs(tmp_path: Path) -> None:
 
     path = tmp_path / "p.config"
     path.write_text(_demo_text("max_level: 6", "max_level: 7"))  # the anchor generator's (first) max_level
-    with pytest.raises(ConfigError, match=r"p.config:36:9: anchor levels 3..7 differ from the feature pyramid's "
+    at = _line_of(DEMO.read_text(), "max_level: 6", 1)
+    with pytest.raises(ConfigError, match=rf"p.config:{at}:9: anchor levels 3..7 differ from the feature pyramid's "
                                           r"levels 3..6"):
         load(path)
     mobilenet = load(REPO / "src" / "odkit" / "configs" / "ssd_mobilenet_v2_fpnlite_320x320_pets.config")
