@@ -42,14 +42,19 @@ class PreActBlock(nn.Module):
         self.conv3 = nn.Conv2d(filters, 4 * filters, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = F.relu(self.preact_bn(x))
-        if self.shortcut is not None:
-            short = self.shortcut(pre)
-        else:
-            short = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+        pre, short = _preact_and_shortcut(self, x)
         y = F.relu(self.bn1(self.conv1(pre)))
         y = F.relu(self.bn2(self.conv2(y)))
         return short + self.conv3(y)
+
+
+def _preact_and_shortcut(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pre-activation (BN + ReLU) of a unit's input and its shortcut: the 1x1 conv on the pre-activation
+    when the unit has one, else the input itself, subsampled by the unit's stride."""
+    pre = F.relu(block.preact_bn(x))
+    if block.shortcut is not None:
+        return pre, block.shortcut(pre)
+    return pre, (x[:, :, :: block.stride, :: block.stride] if block.stride > 1 else x)
 
 
 class PreActBasicBlock(nn.Module):
@@ -68,11 +73,7 @@ class PreActBasicBlock(nn.Module):
         self.bn2 = _bn(filters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = F.relu(self.preact_bn(x))
-        if self.shortcut is not None:
-            short = self.shortcut(pre)
-        else:
-            short = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+        pre, short = _preact_and_shortcut(self, x)
         y = F.relu(self.bn1(self.conv1(pre)))
         return short + F.relu(self.bn2(self.conv2(y)))
 
