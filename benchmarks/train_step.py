@@ -211,9 +211,10 @@ def run_case(case: str, device_name: str, batch: int, steps: int, warmup: int, t
              precision: str = "fp32", compile: bool = False) -> dict:
     import torch
 
-    from odkit.runtime import available_cores
+    from odkit.runtime import available_cores, keep_freed_memory
 
     torch.set_num_threads(threads or available_cores())  # the same for odkit and its peers
+    keep_freed_memory()  # as odkit's trainer does; for the torchvision peers too (they gain as much)
     device = torch.device(device_name)
     torch.manual_seed(0)
     make = _odkit_step_fn if case in CONFIGS or case in DERIVED else _torchvision_step_fn

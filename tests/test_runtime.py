@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,50 @@ def test_apply_sets_torch_threads() -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+
+_RSS_KEPT = """
+import os, sys
+import numpy as np
+from odkit.runtime import keep_freed_memory
+if sys.argv[1] == "keep":
+    print(keep_freed_memory())
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = rss()
+a = np.ones(64 * 2**20 // 8)  # 64 MiB, above glibc's adaptive 32 MiB mmap limit; every page written
+del a
+print((rss() - before) // 2**20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt: Linux only")
+def test_keep_freed_memory_keeps_large_blocks_mapped() -> None:
+    """A freed 64 MiB array goes back to the kernel by default (RSS drops again; the next one page-faults
+    anew) and stays in the process after keep_freed_memory(), for the next allocation to reuse."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LD_PRELOAD"}
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+
+    def run(mode: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", _RSS_KEPT, mode], capture_output=True, text=True, env=env,
+                             check=True)
+        return out.stdout.split("\n")
+
+    assert int(run("default")[0]) < 8  # MiB still resident after the free
+    lines = run("keep")
+    if lines[0] != "allocator: freed memory kept":
+        pytest.skip(f"mallopt not available here: {lines[0]}")
+    assert int(lines[1]) >= 60
+
+
+def test_keep_freed_memory_leaves_a_chosen_allocator_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "_allocator", None)
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
+    assert runtime.keep_freed_memory() == "allocator: as set in the environment"
+    monkeypatch.setattr(runtime, "_allocator", None)
+    monkeypatch.delenv("LD_PRELOAD")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert runtime.keep_freed_memory() == "allocator: as set in the environment"

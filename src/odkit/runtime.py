@@ -10,13 +10,19 @@ torch with one thread, see ``worker_init``) <= available cores. Over-subscriptio
 machine into a 10-20x slowdown: every small op ends in an OpenMP barrier, and a barrier waits for the thread
 that the scheduler has just taken off a core.
 
+``keep_freed_memory`` stops glibc from handing every large freed tensor back to the kernel: by default a
+CPU training step maps and unmaps its big activations anew each step and pays a page fault per 4 KiB page
+(measured: 166,000 faults and 0.29 s of system time per FPN-lite 320 step at batch 8, 30% of the step).
+
 No torch import at module level: ``odkit predict`` imports this without torch.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,10 +177,11 @@ _applied: ThreadPlan | None = None
 
 def apply_thread_plan(plan: ThreadPlan) -> None:
     """torch.set_num_threads(plan.threads); inter-op threads too while torch still allows it (before any
-    parallel work). Safe to call more than once (train then eval in one process)."""
+    parallel work); keep_freed_memory(). Safe to call more than once (train then eval in one process)."""
     global _applied
     import torch
 
+    keep_freed_memory()
     if torch.get_num_threads() != plan.threads:
         torch.set_num_threads(plan.threads)
     if _applied is None and torch.get_num_interop_threads() != plan.interop_threads:
@@ -190,3 +197,44 @@ def worker_init(_: int = 0) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_INT_MAX = 2**31 - 1
+_allocator: str | None = None
+
+
+def keep_freed_memory() -> str:
+    """Keep freed memory in the process heap for reuse (glibc only); returns what was done, for progress lines.
+
+    glibc serves every allocation above its mmap threshold (128 KiB, adapting up to 32 MiB) with a fresh mmap
+    and unmaps it on free, and trims the heap top above 128 KiB: a CPU training step then page-faults its
+    activations and gradients in anew every step. Raising both thresholds keeps those pages mapped, so the
+    next step reuses them: the FPN-lite 320 step at batch 8 on 2 cores went from 11.9 to 15.6 img/s and its
+    system time from 0.29 to 0.01 s/step, peak RSS unchanged (torchvision's ssdlite320: 13.7 -> 18.1 img/s).
+    Memory freed by the process is then not returned to the OS until it exits, which is what a training or
+    evaluation process wants. Skipped (and said) where the user chose: MALLOC_* variables, glibc.malloc tunables, an
+    LD_PRELOADed allocator (jemalloc, tcmalloc), or not glibc. Idempotent.
+    """
+    global _allocator
+    if _allocator is not None:
+        return _allocator
+    if not sys.platform.startswith("linux"):
+        _allocator = "allocator: system default"
+    elif (any(k.startswith("MALLOC_") for k in os.environ) or "malloc" in os.environ.get("GLIBC_TUNABLES", "")
+          or os.environ.get("LD_PRELOAD")):
+        _allocator = "allocator: as set in the environment"
+    else:
+        try:
+            libc = ctypes.CDLL(None)
+            mallopt = libc.mallopt
+        except (OSError, AttributeError):  # musl and others: no mallopt
+            _allocator = "allocator: system default"
+        else:
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            ok = mallopt(_M_MMAP_THRESHOLD, _INT_MAX) or mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+            ok = ok and mallopt(_M_TRIM_THRESHOLD, _INT_MAX)
+            _allocator = "allocator: freed memory kept" if ok else "allocator: system default"
+    return _allocator

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from odkit.errors import OdkitError
-from odkit.runtime import plan_threads
+from odkit.runtime import keep_freed_memory, plan_threads
 
 BACKENDS = ("auto", "onnx", "torchscript")
 
@@ -58,6 +58,7 @@ class TorchScriptBackend:
         import warnings
 
         torch.set_num_threads(num_threads or plan_threads("infer").threads)
+        keep_freed_memory()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)

@@ -23,7 +23,7 @@ from odkit import checkpoints as ckpts
 from odkit.devices import resolve_device
 from odkit.errors import ConfigError, OdkitError
 from odkit.fileio import atomic_write_text, list_entries, remove_new_entries
-from odkit.runtime import apply_thread_plan, plan_threads
+from odkit.runtime import apply_thread_plan, keep_freed_memory, plan_threads
 from odkit.training import data_position
 from odkit.training import train_state as train_state_io
 from odkit.training.box_check import BoxCheck
@@ -201,7 +201,7 @@ class Trainer:
         self.log(
             f"training {type(parts.model).__name__} on {device} ({parts.precision.name}, {self.dist.world_size} "
             f"process{'es' if self.dist.world_size > 1 else ''}, batch {self.global_batch}, "
-            f"{self.threads.describe()}) from step {state.step}" + (f" to {num_steps}" if num_steps else "")
+            f"{self.threads.describe()}, {keep_freed_memory()}) from step {state.step}" + (f" to {num_steps}" if num_steps else "")
         )
         box_check = BoxCheck(int(getattr(parts.model, "num_classes", 0) or 0))
         batches = self._batches(loader, state)
