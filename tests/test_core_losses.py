@@ -118,3 +118,32 @@ def test_cpu_float32_softplus_is_within_2e7_of_float64():
     assert rel > 0 or not torch.equal(got, torch.nn.functional.softplus(x))  # a different, vectorised formula
     inf = L.softplus(torch.tensor([float("inf"), float("-inf"), float("nan")]))
     assert inf[0].item() == float("inf") and inf[1].item() == 0.0 and torch.isnan(inf[2])
+
+
+def test_compiled_focal_kernels_match_the_eager_ones(monkeypatch):
+    """`--compile` on the CPU: the torch.compile'd focal loss and gradient equal the eager kernels (float32, to
+    float rounding) and the op-by-op expression (float64); skipped where torch.compile cannot build them."""
+    import pytest
+
+    monkeypatch.setattr(L, "_compiled_focal", None)
+    why_not = L.compile_focal_kernels()
+    if why_not is not None:
+        pytest.skip(why_not)
+    assert L._compiled_focal is not None
+    gen = torch.Generator().manual_seed(1)
+    target = (torch.rand(2, 300, 9, generator=gen) < 0.1).float()
+    weights = torch.rand(2, 300, generator=gen)
+    loss = L.SigmoidFocalClassificationLoss(gamma=2.0, alpha=0.25)
+    for dtype, rtol in ((torch.float32, 2e-6), (torch.float64, 1e-10)):
+        logits = torch.randn(2, 300, 9, generator=gen, dtype=dtype) * 5.0
+        x1 = logits.clone().requires_grad_()
+        compiled = loss(x1, target.to(dtype), weights.to(dtype))
+        compiled.sum().backward()
+        with monkeypatch.context() as m:
+            m.setattr(L, "_compiled_focal", None)
+            x2 = logits.clone().requires_grad_()
+            eager = loss(x2, target.to(dtype), weights.to(dtype))
+            eager.sum().backward()
+        torch.testing.assert_close(compiled, eager, rtol=rtol, atol=rtol * 1e-3)
+        torch.testing.assert_close(x1.grad, x2.grad, rtol=rtol, atol=rtol * 1e-3)
+        assert compiled.abs().sum() > 0 and x1.grad.abs().sum() > 0

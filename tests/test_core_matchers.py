@@ -34,6 +34,27 @@ def test_argmax_force_match_and_padding_rows():
     assert out.tolist() == [[0, -1, 2], [-1, -1, -1]]
 
 
+def _force_match_reference(m: ArgMaxMatcher, sim: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The one-hot form TF writes (and odkit used): argmax over rows of one_hot(best column) of valid rows."""
+    no_force = ArgMaxMatcher(m.matched_threshold, m.unmatched_threshold).match(sim, valid)
+    masked = torch.where(valid.unsqueeze(-1), sim, torch.finfo(sim.dtype).min)
+    ind = torch.nn.functional.one_hot(masked.argmax(dim=2), sim.shape[2]).bool() & valid.unsqueeze(-1)
+    forced = torch.where(ind.any(dim=1), ind.to(torch.int8).argmax(dim=1), no_force)
+    return torch.where(valid.any(dim=1, keepdim=True), forced, no_force)
+
+
+def test_force_match_equals_the_one_hot_form_on_random_ties():
+    """Quantised similarities (many ties between rows and columns), padded rows, empty images."""
+    gen = torch.Generator().manual_seed(0)
+    m = ArgMaxMatcher(0.5, 0.4, force_match_for_each_row=True)
+    for _ in range(50):
+        b, n, cols = 3, int(torch.randint(1, 7, (1,), generator=gen)), int(torch.randint(1, 9, (1,), generator=gen))
+        sim = torch.randint(0, 4, (b, n, cols), generator=gen).float() / 4
+        valid = torch.rand(b, n, generator=gen) < 0.7
+        valid[0] = False  # an image without boxes
+        assert torch.equal(m.match(sim, valid), _force_match_reference(m, sim, valid))
+
+
 def test_bipartite_greedy():
     sim = torch.tensor([[0.9, 0.8, 0.1], [0.85, 0.2, 0.3]])
     assert BipartiteMatcher().match(sim).tolist() == [0, -1, 1]

@@ -84,11 +84,13 @@ class ArgMaxMatcher(Matcher):
                 matches = torch.where(between, torch.full_like(matches, UNMATCHED), matches)
         if self.force_match_for_each_row:
             col_ids = masked.argmax(dim=2)  # [B, N] best anchor per row
-            indicators = torch.nn.functional.one_hot(col_ids, m).to(torch.bool) & valid.unsqueeze(-1)
-            # TF: the last-written row wins ties via argmax over rows of the indicator (first row).
-            force_row = indicators.to(torch.int8).argmax(dim=1)
-            force_mask = indicators.any(dim=1)
-            matches = torch.where(force_mask, force_row, matches)
+            # TF: argmax over rows of the one-hot indicators of the valid rows' best columns, i.e. the first
+            # valid row that picked a column; a scatter of row ids with amin, not an [B, N, M] argmax
+            rows = torch.arange(n, device=sim.device).expand(b, n)
+            rows = torch.where(valid, rows, torch.full_like(rows, n))
+            force_row = torch.full((b, m), n, dtype=torch.int64, device=sim.device)
+            force_row.scatter_reduce_(1, col_ids, rows, reduce="amin")
+            matches = torch.where(force_row < n, force_row, matches)
         matches = torch.where(any_valid, matches, torch.full_like(matches, UNMATCHED))
         return matches[0] if unbatched else matches
 

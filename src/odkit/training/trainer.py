@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from odkit import checkpoints as ckpts
+from odkit.core.losses import compile_focal_kernels
 from odkit.devices import resolve_device
 from odkit.errors import ConfigError, OdkitError
 from odkit.fileio import atomic_write_text, list_entries, remove_new_entries
@@ -355,7 +356,11 @@ class Trainer:
     # -- step ----------------------------------------------------------------------------------------
     def _step_fn(self, model: nn.Module, precision: Precision, add_regularization_loss: bool,
                  channels_last: bool) -> Callable[..., dict[str, torch.Tensor]]:
-        """The forward + loss module, wrapped in DDP when distributed and compiled with --compile."""
+        """The forward + loss module, wrapped in DDP when distributed; --compile compiles it on a GPU.
+
+        On the CPU --compile compiles the focal-loss kernels only: the compiled model was slower there than
+        eager (FPN-lite 320 batch 8 step on 2 cores: 13.1 vs 14.8 img/s), the fused loss kernels are faster
+        (the loss and its gradient 84 -> 18 ms of that step)."""
         step_module: nn.Module = TrainStep(model, precision, add_regularization_loss, channels_last)
         if self.dist.enabled:
             step_module = DDP(
@@ -363,7 +368,11 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=False,
             )
-        if self.opts.compile:
+        if self.opts.compile and self.device.type == "cpu":
+            why_not = compile_focal_kernels()
+            self.log("--compile: focal-loss kernels compiled" if why_not is None
+                     else f"--compile: {why_not}; the eager kernels are used")
+        elif self.opts.compile:
             return torch.compile(step_module)
         return step_module
 
