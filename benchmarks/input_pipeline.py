@@ -69,8 +69,10 @@ def bench_odkit(records: str, config_path: str, images: int, batch_size: int, wo
 
     from odkit.config.loader import load
     from odkit.inputs.builder import build_input_loader
+    from odkit.runtime import keep_freed_memory
 
     torch.set_num_threads(1)
+    keep_freed_memory()  # as in `odkit train` (its loader workers inherit it)
     cfg = load(config_path, [f"train_input_reader.tf_record_input_reader.input_path={records}",
                              "train_input_reader.label_map_path="])
     loader = build_input_loader(cfg.train_input_reader, cfg.model, cfg.train_config, is_training=True,

@@ -193,9 +193,11 @@ def apply_thread_plan(plan: ThreadPlan) -> None:
 
 
 def worker_init(_: int = 0) -> None:
-    """DataLoader worker_init_fn: one torch / OpenMP thread per worker (workers are counted as cores)."""
+    """DataLoader worker_init_fn: one torch / OpenMP thread per worker (workers are counted as cores), and
+    keep_freed_memory() (a forked worker inherits it; a spawned one would not)."""
     import torch
 
+    keep_freed_memory()
     torch.set_num_threads(1)
 
 
