@@ -23,6 +23,10 @@ OD API: the config's optimizer, as their trainers build it; torchvision: momentu
 pair: 8 for the MobileNet pair, 2 for the ResNet50 pair (the issue's reference settings); --batch overrides.
 
     .venv/bin/python benchmarks/train_step.py --steps 3 [--threads 2] [--device cuda] [--cases a,b] [--no-tfod]
+        [--variants fp32,fp32+compile,bf16] [--repeats 3]
+
+Processes differ by up to ~10% on the same machine (within a process steps agree to ~3%): use --repeats 3 (runs
+alternated across cases, medians reported) for figures worth quoting.
 """
 
 from __future__ import annotations
@@ -260,51 +264,72 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-tfod", action="store_true", help="skip the TF OD API column")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype")
     p.add_argument("--compile", action="store_true", help="as odkit train --compile: the model's forward on a GPU, the focal-loss kernels on the CPU")
-    p.add_argument("--json", help="also write all results to this JSON file")
+    p.add_argument("--variants", default="", help="odkit variants in one run, e.g. fp32,fp32+compile,bf16 "
+                   "(torchvision peers run in each precision listed; overrides --precision/--compile)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per case (alternated); the median is reported")
+    p.add_argument("--json", help="also write all results (medians) to this JSON file")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child mode: run one case, print JSON
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(run_case(args.one, args.device, args.batch, args.steps, args.warmup, args.threads,
                                   args.precision, args.compile)))
         return 0
-    results: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {}
 
-    def show(r: dict) -> None:
-        results[r["case"]] = r
-        print(f"{r['case']:28s} {r['size']:4d}px batch {r['batch']}  {r['params_m']:6.2f}M params  "
+    def show(r: dict, label: str) -> None:
+        runs.setdefault(label, []).append(r)
+        print(f"{label:34s} {r['size']:4d}px batch {r['batch']}  {r['params_m']:6.2f}M params  "
               f"{r['img_per_s']:7.3f} img/s  {r['s_per_step']:7.3f} s/step  peak {r['peak_mb']:8.1f} MB", flush=True)
 
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else \
+        [args.precision + ("+compile" if args.compile else "")]
     cases = args.cases.split(",")
-    for case in cases:
-        batch = args.batch or DEFAULT_BATCH[case]
-        cmd = [sys.executable, __file__, "--one", case, "--device", args.device, "--batch", str(batch),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-               "--precision", args.precision] + (["--compile"] if args.compile else [])
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"{case}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-            continue
-        show(json.loads(out.stdout.strip().splitlines()[-1]))
-        if (case in CONFIGS or case in DERIVED) and not args.no_tfod and args.device == "cpu":
-            r = run_tfod(case, batch, args.steps, args.warmup, args.threads)
-            if isinstance(r, str):
-                print(f"{'tfod:' + case:28s} {r}", flush=True)
-            else:
-                show(r)
+    for _ in range(args.repeats):  # cases alternate, so a slow minute of the machine hits all of them
+        for case in cases:
+            batch = args.batch or DEFAULT_BATCH[case]
+            is_odkit = case in CONFIGS or case in DERIVED
+            # torchvision peers: each precision the odkit variants use, never compiled on the CPU
+            todo = variants if is_odkit else list(dict.fromkeys(v.split("+")[0] for v in variants))
+            for variant in todo:
+                precision, _, extra = variant.partition("+")
+                compile_it = extra == "compile" and (is_odkit or args.device != "cpu")
+                cmd = [sys.executable, __file__, "--one", case, "--device", args.device, "--batch", str(batch),
+                       "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                       "--precision", precision] + (["--compile"] if compile_it else [])
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode != 0:
+                    print(f"{case} [{variant}]: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                label = case if variant == "fp32" else f"{case} [{precision}{'+compile' if compile_it else ''}]"
+                show(json.loads(out.stdout.strip().splitlines()[-1]), label)
+            if is_odkit and not args.no_tfod and args.device == "cpu":
+                r = run_tfod(case, batch, args.steps, args.warmup, args.threads)
+                if isinstance(r, str):
+                    print(f"{'tfod:' + case:34s} {r}", flush=True)
+                else:
+                    show(r, f"tfod:{case}")
+    results = {label: sorted(rs, key=lambda r: r["img_per_s"])[len(rs) // 2] for label, rs in runs.items()}
+    if args.repeats > 1:
+        print(f"\nmedian of {args.repeats} runs (img/s of each run in brackets):")
+        for label, r in results.items():
+            spread = ", ".join(f"{x['img_per_s']:.3f}" for x in runs[label])
+            print(f"{label:34s} {r['img_per_s']:7.3f} img/s  peak {r['peak_mb']:8.1f} MB  [{spread}]")
     print()
     for a, b in PAIRS:
-        ra, rb, rt = results.get(a), results.get(b), results.get(f"tfod:{a}")
-        if ra is None:
-            continue
-        parts = []
-        if rt is not None:
-            parts.append(f"vs TF OD API: throughput x{ra['img_per_s'] / rt['img_per_s']:.2f}, "
-                         f"peak memory x{ra['peak_mb'] / rt['peak_mb']:.2f}")
-        if rb is not None:
-            parts.append(f"vs {b}: throughput x{ra['img_per_s'] / rb['img_per_s']:.2f}, "
-                         f"peak memory x{ra['peak_mb'] / rb['peak_mb']:.2f}")
-        if parts:
-            print(f"{a}: " + "; ".join(parts))
+        rt = results.get(f"tfod:{a}")
+        for label in [k for k in results if k == a or k.startswith(a + " [")]:
+            ra = results[label]
+            prec = label.partition("[")[2].rstrip("]").split("+")[0] or "fp32"
+            rb = results.get(b if prec == "fp32" else f"{b} [{prec}]")
+            parts = []
+            if rt is not None:
+                parts.append(f"vs TF OD API (fp32): throughput x{ra['img_per_s'] / rt['img_per_s']:.2f}, "
+                             f"peak memory x{ra['peak_mb'] / rt['peak_mb']:.2f}")
+            if rb is not None:
+                parts.append(f"vs {b} ({prec}): throughput x{ra['img_per_s'] / rb['img_per_s']:.2f}, "
+                             f"peak memory x{ra['peak_mb'] / rb['peak_mb']:.2f}")
+            if parts:
+                print(f"{label}: " + "; ".join(parts))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
