@@ -288,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             batch = args.batch or DEFAULT_BATCH[case]
             is_odkit = case in CONFIGS or case in DERIVED
-            # torchvision peers: each precision the odkit variants use, never compiled on the CPU
-            todo = variants if is_odkit else list(dict.fromkeys(v.split("+")[0] for v in variants))
+            # torchvision peers: each precision the odkit variants use, not compiled on the CPU
+            todo = variants if is_odkit or args.device != "cpu" else \
+                list(dict.fromkeys(v.split("+")[0] for v in variants))
             for variant in todo:
                 precision, _, extra = variant.partition("+")
                 compile_it = extra == "compile" and (is_odkit or args.device != "cpu")
@@ -300,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
                 if out.returncode != 0:
                     print(f"{case} [{variant}]: failed\n{out.stderr[-2000:]}", file=sys.stderr)
                     continue
-                label = case if variant == "fp32" else f"{case} [{precision}{'+compile' if compile_it else ''}]"
+                # without --variants the rows keep the plain case names (benchmarks/gpu.sh reads them)
+                suffix = f" [{precision}{'+compile' if compile_it else ''}]"
+                label = case if variant == "fp32" or not args.variants else case + suffix
                 show(json.loads(out.stdout.strip().splitlines()[-1]), label)
             if is_odkit and not args.no_tfod and args.device == "cpu":
                 r = run_tfod(case, batch, args.steps, args.warmup, args.threads)

@@ -134,3 +134,33 @@ def test_greedy_nms_on_a_prefix_equals_nms_over_every_candidate(seed):
             assert sorted(got.tolist()) == sorted(want.tolist())
         else:
             assert got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_grouped_nms_with_max_picks_keeps_the_first_picks_of_full_nms(seed):
+    """TorchScript's grouped NMS on growing prefixes: each group's first max_picks picks equal those of NMS over
+    the whole group (sparse and heavily overlapping boxes, groups of different sizes, a group of one)."""
+    from torchvision.ops import nms
+
+    from odkit.core.nms_export import grouped_nms
+
+    g = torch.Generator().manual_seed(seed)
+    sizes = [1, 40, 700, 2000]
+    groups = torch.cat([torch.full((n,), i) for i, n in enumerate(sizes)])
+    n = len(groups)
+    centre = torch.rand(n, 2, generator=g) * (0.15 if seed % 2 else 1.0)  # odd seeds: heavy overlap
+    size = torch.rand(n, 2, generator=g) * 0.3 + 0.01
+    xyxy = torch.cat([centre - size / 2, centre + size / 2], dim=1)
+    scores = torch.rand(n, generator=g)
+    order = torch.cat([torch.where(groups == i)[0][scores[groups == i].argsort(descending=True)]
+                       for i in range(len(sizes))])  # descending scores within each group, as the caller gives
+    xyxy, scores = xyxy[order], scores[order]
+    for max_picks in (1, 10, 100):
+        kept = set(grouped_nms(xyxy, scores, groups, 0.5, max_picks).tolist())
+        for i in range(len(sizes)):
+            idx = torch.where(groups == i)[0]
+            want = idx[nms(xyxy[idx], scores[idx], 0.5)][:max_picks].tolist()
+            got = sorted((j for j in kept if groups[j] == i), key=lambda j: -scores[j].item())[:max_picks]
+            assert got == want, (i, max_picks)
+        full = set(grouped_nms(xyxy, scores, groups, 0.5).tolist())
+        assert kept <= full  # a prefix never picks what full NMS would not

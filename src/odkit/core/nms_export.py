@@ -8,7 +8,7 @@ needed. onnxruntime runs it with a heap per class that stops after `max_size_per
 O(anchors + picks x kept) per class instead of the O(N^2) of one offset-trick NMS over every candidate
 of every class (the old graph: 37 classes x 1024 candidates -> ~1 s at batch 1).
 
-`grouped_nms(boxes, scores, groups, iou_thresh)` is for TorchScript traces instead: torchvision's
+`grouped_nms(boxes, scores, groups, iou_thresh, max_picks)` is for TorchScript traces instead: torchvision's
 `batched_nms` runs one offset-trick NMS over every group while tracing; this one loops over the groups
 in the trace (a scripted loop), indices of the kept boxes in no particular order.
 
@@ -88,12 +88,25 @@ class _NonMaxSuppression(torch.autograd.Function):
 
 
 @torch.jit.script_if_tracing
-def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float) -> Tensor:
-    """Indices of the boxes kept by NMS within each group (xyxy boxes), in no particular order."""
+def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float, max_picks: int = -1) -> Tensor:
+    """Indices of the boxes kept by NMS within each group (xyxy boxes), in no particular order.
+
+    max_picks > 0: each group's boxes come in descending score order and only its first max_picks picks are
+    wanted. NMS then runs on a prefix of 2 * max_picks boxes, growing 4x until it yields max_picks picks or
+    covers the group: the same first picks as NMS over the whole group (a greedy pick depends only on
+    higher-scored boxes), for a fraction of the work (NMS costs prefix length x picks)."""
     keep = torch.zeros_like(scores, dtype=torch.bool)
     for group in torch.unique(groups):
         idx = torch.where(groups == group)[0]
-        keep[idx[torch.ops.torchvision.nms(boxes[idx], scores[idx], iou_thresh)]] = True
+        n = int(idx.numel())
+        m = n if max_picks <= 0 else min(n, 2 * max_picks)
+        while True:
+            pre = idx[:m]
+            picked = torch.ops.torchvision.nms(boxes[pre], scores[pre], iou_thresh)
+            if m >= n or int(picked.numel()) >= max_picks:
+                keep[pre[picked]] = True
+                break
+            m = min(n, 4 * m)
     return torch.where(keep)[0]
 
 

@@ -229,13 +229,12 @@ def _candidates_nms(
     pos = torch.nonzero(valid.reshape(-1)).squeeze(1)
     group = torch.arange(b * c, device=scores_t.device).repeat_interleave(k)[pos]
     # traced for TorchScript: NMS class by class (batched_nms would run one NMS over every candidate)
-    nms_fn = nms_export.grouped_nms if torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export() else batched_nms
-    sel = nms_fn(
-        box_ops.yxyx_to_xyxy(cand_boxes.reshape(-1, 4)[pos]).float(),
-        cand_scores.reshape(-1)[pos].float(),
-        group,
-        float(iou_thresh),
-    )
+    nms_boxes = box_ops.yxyx_to_xyxy(cand_boxes.reshape(-1, 4)[pos]).float()
+    if torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():  # candidates are sorted in each group
+        sel = nms_export.grouped_nms(nms_boxes, cand_scores.reshape(-1)[pos].float(), group, float(iou_thresh),
+                                     per_class)
+    else:
+        sel = batched_nms(nms_boxes, cand_scores.reshape(-1)[pos].float(), group, float(iou_thresh))
     kept = torch.zeros(b * c * k, dtype=torch.bool, device=scores_t.device)
     kept[pos[sel]] = True
     kept = kept.view(b, c, k)
@@ -289,7 +288,9 @@ def batch_multiclass_non_max_suppression(
     flat = boxes[:, :, 0].unsqueeze(1).expand(b, c, a, 4) if q == 1 else boxes.permute(0, 2, 1, 3)
     adaptive = pre_nms_top_k is None and not _tracing()
     if pre_nms_top_k is None:
-        k = min(a, max(4 * per_class, 1024))
+        # eager: start at twice the picks wanted (NMS work grows with prefix x picks) and grow 4x while some
+        # class may still pick more; traced: one fixed prefix
+        k = min(a, 2 * per_class if adaptive else max(4 * per_class, 1024))
     else:
         k = max(1, min(a, int(pre_nms_top_k)))
     while True:
