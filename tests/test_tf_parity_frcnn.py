@@ -140,8 +140,6 @@ def test_every_variable_consumed_and_every_tensor_filled(fx):
 
 
 # ---------------------------------------------------------------- preprocess
-@pytest.mark.xfail(reason="needs the TF legacy (half_pixel_centers=False) keep_aspect_ratio resizer "
-                   "(tfparity-ssd's resizer work); measured before it: max 25.6 (of 255) off", strict=False)
 def test_preprocess_from_uint8_images(fx):
     from odkit.inputs.resizers import build_image_resizer
 
@@ -472,7 +470,7 @@ def test_training_rpn_losses(fx, train):
 
 
 # ---------------------------------------------------------------- export
-@pytest.mark.xfail(reason="inherits test_preprocess (resizer) and test_detections_end_to_end", strict=False)
+@pytest.mark.xfail(reason="inherits test_detections_end_to_end (chained float32 rounding)", strict=False)
 def test_exported_onnx_gives_tf_detections(fx, tmp_path):
     """odkit export (resizer in the graph) run with onnxruntime on the fixture's uint8 images: TF's
     detections (same tolerances as the end-to-end test: chained float32 rounding)."""
