@@ -23,6 +23,7 @@ from odkit.errors import OdkitError, UnsupportedError
 from odkit.export.compare import match_detections, max_abs_diff
 from odkit.export.wrapper import INPUT_NAME, INPUT_TYPES, ExportWrapper, available_outputs
 from odkit.fileio import remove_stale_temporaries, temp_name
+from odkit.models.hyperparams import static_same_padding
 from odkit.version import __version__
 
 FORMATS = ("onnx", "torchscript")
@@ -145,6 +146,23 @@ def _export_onnx(
             dynamic_axes=axes,
             do_constant_folding=True,
         )
+    _drop_trailing_empty_inputs(path)
+
+
+def _drop_trailing_empty_inputs(path: Path) -> None:
+    """Remove the empty trailing optional inputs the exporter writes (Pad's constant_value ''): the same graph
+    per the ONNX spec, and onnxruntime's PadFusion (which folds a zero Pad into the following Conv, sparing
+    the Pad and the layout reorders around it) refuses a Pad whose third input is present but empty."""
+    import onnx
+
+    model = onnx.load(str(path))
+    changed = False
+    for node in model.graph.node:
+        while len(node.input) and node.input[-1] == "":
+            node.input.pop()
+            changed = True
+    if changed:
+        onnx.save(model, str(path))
 
 
 def _onnx_runner(path: Path, output_names: Sequence[str]) -> Callable[[torch.Tensor], dict[str, np.ndarray]]:
@@ -286,11 +304,14 @@ def export_model(
     tmp.mkdir()
     try:
         files: dict[str, Any] = {}
+        # a fixed network input size (the resizer's): constant SAME pads, folded into the convolutions
+        fixed = getattr(resizer, "fixed_output_size", None) is not None
         for fmt in formats:
             log(f"exporting {fmt} ...")
-            files[fmt] = _try_formats(
-                fmt, wrapper, sample, tmp / FILE_NAMES[fmt], opset, checks, batch_check, verify
-            )
+            with static_same_padding(fixed):
+                files[fmt] = _try_formats(
+                    fmt, wrapper, sample, tmp / FILE_NAMES[fmt], opset, checks, batch_check, verify
+                )
             log(f"  {FILE_NAMES[fmt]}: dynamic batch {files[fmt]['dynamic_batch']}, verified {verify}")
         if extra_files is not None:
             extra_files(tmp)

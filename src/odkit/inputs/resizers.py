@@ -55,18 +55,24 @@ def _input_hw(images: torch.Tensor):
 
 def resize_bilinear_tf_legacy(images: torch.Tensor, size) -> torch.Tensor:
     """`tf.compat.v1.image.resize_bilinear(align_corners=False, half_pixel_centers=False)` on float [B,C,H,W],
-    with TF's float32 order of operations (top/bottom lerp along x, then along y)."""
+    with TF's float32 order of operations (top/bottom lerp along x, then along y).
+
+    Gathers run on a channels-last view, so each index along W moves a whole pixel (C values): in an exported
+    graph onnxruntime's Gather along the last axis of NCHW moved one float per index (a 600x400 -> 320x320
+    resize: gathers 3.9 -> 1.5 ms); the values are the same. Returns [B,C,H',W'] with channels-last strides."""
     h_in, w_in = _input_hw(images)
     y0, y1, ly = _bilinear_axis(h_in, size[0], images.device)
     x0, x1, lx = _bilinear_axis(w_in, size[1], images.device)
-    top = images.index_select(-2, y0)
-    bottom = images.index_select(-2, y1)
-    lx = lx.to(images.dtype)
-    tl, tr = top.index_select(-1, x0), top.index_select(-1, x1)
-    bl, br = bottom.index_select(-1, x0), bottom.index_select(-1, x1)
+    hwc = images.permute(0, 2, 3, 1)  # [B, H, W, C]
+    top = hwc.index_select(1, y0)
+    bottom = hwc.index_select(1, y1)
+    lx = lx.to(images.dtype).unsqueeze(-1).repeat(1, int(images.shape[1]))  # [W', C]: no size-1 broadcast
+    tl, tr = top.index_select(2, x0), top.index_select(2, x1)
+    bl, br = bottom.index_select(2, x0), bottom.index_select(2, x1)
     t = tl + (tr - tl) * lx
     b = bl + (br - bl) * lx
-    return t + (b - t) * ly.to(images.dtype).unsqueeze(-1)
+    out = t + (b - t) * ly.to(images.dtype).view(-1, 1, 1)
+    return out.permute(0, 3, 1, 2)
 
 
 def resize_bilinear_tf_legacy_hwc(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
