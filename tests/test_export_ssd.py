@@ -81,6 +81,30 @@ def test_export_folder(ssd_export):
     assert "NonMaxSuppression" in ops or "Loop" in ops or "If" in ops
 
 
+def test_onnx_runtime_folds_every_same_pad_into_its_conv(ssd_export, tmp_path):
+    """The network input is fixed, so SAME pads are constants and onnxruntime's PadFusion removes every Pad
+    before a Conv (the MobileNet v2 backbone has stride-2 SAME convolutions); no node keeps an empty trailing
+    input."""
+    import onnxruntime as ort
+
+    def pads_into_convs(graph) -> list[str]:
+        consumers: dict[str, list[str]] = {}
+        for n in graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n.op_type)
+        return [n.name for n in graph.node if n.op_type == "Pad" and "Conv" in consumers.get(n.output[0], [])]
+
+    graph = onnx.load(str(ssd_export["out"] / "model.onnx")).graph
+    assert len(pads_into_convs(graph)) >= 4
+    assert all(not n.input or n.input[-1] != "" for n in graph.node)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(ssd_export["out"] / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    assert pads_into_convs(optimized) == []
+
+
 def test_onnx_torchscript_eager_agree_on_real_images(ssd_export, shared_dir):
     from odkit.export.wrapper import ExportWrapper
     from odkit.inputs.resizers import build_image_resizer
