@@ -18,6 +18,8 @@ Classification (weights [B, A] or [B, A, K]):
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -162,6 +164,9 @@ def compile_focal_kernels() -> str | None:
     global _compiled_focal
     if _compiled_focal is not None:
         return None
+    quiet = logging.getLogger("torch.utils.cpp_extension")  # "No CUDA runtime is found" on CPU-only machines
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         kernels = {grad: torch.compile(lambda x, t, gamma, alpha, grad=grad: _focal_chunk(x, t, gamma, alpha, grad),
                                        dynamic=True, fullgraph=True) for grad in (False, True)}
@@ -176,6 +181,8 @@ def compile_focal_kernels() -> str | None:
     except Exception as exc:  # noqa: BLE001 - any inductor / compiler failure: keep the eager kernels
         msg = str(exc).strip().splitlines()
         return f"torch.compile failed: {msg[0] if msg else type(exc).__name__}"
+    finally:
+        quiet.setLevel(level)
     _compiled_focal = kernels
     return None
 
