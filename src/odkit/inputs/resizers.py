@@ -14,6 +14,7 @@ TF parity). `area` uses torch's adaptive average pooling in both modes (not TF's
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,19 @@ def _legacy_source(in_size, out_size, device) -> torch.Tensor:
 
 
 def _bilinear_axis(in_size, out_size, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """TF `compute_interpolation_weights`: lower/upper indices and the lerp weight per output index."""
+    """TF `compute_interpolation_weights`: lower/upper indices and the lerp weight per output index
+    (read-only tensors: cached per size pair on the CPU, where the data loader asks for the same few)."""
+    if isinstance(in_size, int) and isinstance(out_size, int) and torch.device(device).type == "cpu":
+        return _bilinear_axis_cpu(in_size, out_size)
+    return _compute_bilinear_axis(in_size, out_size, device)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bilinear_axis_cpu(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _compute_bilinear_axis(in_size, out_size, "cpu")
+
+
+def _compute_bilinear_axis(in_size, out_size, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     src = _legacy_source(in_size, out_size, device)
     floor = torch.floor(src)
     lower = floor.to(torch.int64).clamp(min=0)
@@ -247,7 +260,9 @@ class ImageResizer(nn.Module):
             out = image.permute(1, 2, 0)  # [H, W, 3] (a free view of the decoder's channels-last memory)
             if (th, tw) != (h, w):
                 # lerps of values in [0, 255] stay in [0, 255] (float rounding is monotonic): no clamp needed
-                out = resize_bilinear_tf_legacy_hwc(out, (th, tw)).round_().to(torch.uint8)
+                # (numpy's float32 -> uint8 cast is vectorised, ATen's is not: 0.08 vs 0.32 ms at 640x640x3;
+                # the values are whole numbers in [0, 255] by then, so both give the same bytes)
+                out = torch.from_numpy(resize_bilinear_tf_legacy_hwc(out, (th, tw)).round_().numpy().astype(np.uint8))
         elif hwc and self.half_pixel_centers and self.method in ("bilinear", "nearest"):
             out = image.permute(1, 2, 0)
             if (th, tw) != (h, w):
