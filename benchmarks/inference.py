@@ -51,15 +51,20 @@ BOX_LAYER = re.compile(r"(box_head(\.\d+)?|box_fc\.linear|rpn_head\.box\.0|bbox_
                        r"|regression_head\.module_list\.\d+\.1)$")
 
 
-def _time(fns: dict[str, Callable[[], object]], warmup: int, runs: int) -> dict[str, float]:
-    """Median ms of each function, run in turn (round robin) so that load changes hit all of them alike."""
+def _time(fns: dict[str, Callable[[], object]], warmup: int, runs: int, rounds: int = 2) -> dict[str, float]:
+    """Median ms of each function. Each takes the machine alone for a block of runs (torch's OpenMP threads keep
+    spinning for a while after a torch call and took the cores from onnxruntime's pool when the functions
+    alternated call by call: FPN-lite ONNX at 2 threads read 23 ms instead of 15), and the blocks alternate
+    `rounds` times so that load changes hit all of them alike."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(warmup + runs):
+    per_round = max(1, -(-runs // rounds))
+    for _ in range(rounds):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times[k].append((time.perf_counter() - t0) * 1000)
+            for i in range(warmup + per_round):
+                t0 = time.perf_counter()
+                fn()
+                if i >= warmup:
+                    times[k].append((time.perf_counter() - t0) * 1000)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -220,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                 configs += [compat / z for z in ZOO]
     image_path = args.image or next(iter(sorted((SHARED / "datasets/oxford_pets_subset/images").glob("*.jpg"))), None)
     pixels = load_image(image_path) if image_path else np.random.default_rng(0).integers(0, 255, (375, 500, 3), np.uint8)
-    print(f"image {image_path or 'noise'} {pixels.shape[1]}x{pixels.shape[0]}; batch 1; median of {runs} runs "
-          f"after {args.warmup} warm-up; torch {torch.__version__}; ms/image (ratio = peer ms / odkit ms)")
+    print(f"image {image_path or 'noise'} {pixels.shape[1]}x{pixels.shape[0]}; batch 1; median of 2 blocks of "
+          f"{-(-runs // 2)} runs per runtime, each after {args.warmup} warm-up; torch {torch.__version__}; ms/image (ratio = peer ms / odkit ms)")
 
     seen: dict[bytes, str] = {}
     rows = []
