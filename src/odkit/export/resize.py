@@ -34,6 +34,11 @@ class TraceableKeepAspectRatio(nn.Module):
         self.register_buffer("pad", torch.tensor(resizer.pad_value(), dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
 
+    @property
+    def fixed_output_size(self) -> tuple[int, int]:
+        """Every image is padded to max_dimension x max_dimension (the network input size is fixed)."""
+        return self.max_dimension, self.max_dimension
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.to(torch.float32)
         hw = torch._shape_as_tensor(images)[2:].to(torch.float32)
